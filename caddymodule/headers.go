@@ -1,0 +1,122 @@
+package caddymodule
+
+import (
+	"net/http"
+	"strings"
+)
+
+// identityNames holds the identity headers a client must never set, in the
+// lower-case, hyphenated form that sameHeaderName compares against.
+type identityNames []string
+
+func newIdentityNames(names ...string) identityNames {
+	out := make(identityNames, 0, len(names))
+	for _, n := range names {
+		out = append(out, strings.ToLower(strings.NewReplacer("_", "-", ".", "-").Replace(n)))
+	}
+	return out
+}
+
+// matches reports whether a header name is one of the identity headers in
+// any letter case and in its "_" and "." spellings. CGI, PHP and WSGI back
+// ends fold X_Okera_User and X.Okera.User into the same variable as
+// X-Okera-User, so every spelling is an identity header.
+func (ids identityNames) matches(name string) bool {
+	for _, id := range ids {
+		if sameHeaderName(name, id) {
+			return true
+		}
+	}
+	return false
+}
+
+// sameHeaderName compares a header name with a lower-case hyphenated name,
+// folding case and treating '_' and '.' as '-', without allocating: it runs
+// on every header of every request.
+func sameHeaderName(name, folded string) bool {
+	if len(name) != len(folded) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '_' || c == '.':
+			c = '-'
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if c != folded[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// stripIdentity removes every client-sent spelling of the identity headers
+// from the request's headers and trailers, and their names from the
+// Connection header (a hop-by-hop trick that would make a proxy drop the
+// header the gateway sets, or keep a forged one).
+func (ids identityNames) stripIdentity(r *http.Request) {
+	for name := range r.Header {
+		if ids.matches(name) {
+			delete(r.Header, name)
+		}
+	}
+	for name := range r.Trailer {
+		if ids.matches(name) {
+			delete(r.Trailer, name)
+		}
+	}
+	if conn, ok := r.Header["Connection"]; ok {
+		r.Header["Connection"] = ids.filterConnection(conn)
+		if len(r.Header["Connection"]) == 0 {
+			delete(r.Header, "Connection")
+		}
+	}
+}
+
+// filterConnection drops identity header names from Connection tokens. The
+// common case, nothing to drop, returns the input unchanged and allocates
+// nothing.
+func (ids identityNames) filterConnection(values []string) []string {
+	dirty := false
+	for _, v := range values {
+		forEachToken(v, func(tok string) {
+			if ids.matches(tok) {
+				dirty = true
+			}
+		})
+	}
+	if !dirty {
+		return values
+	}
+	var out []string
+	for _, v := range values {
+		var kept []string
+		forEachToken(v, func(tok string) {
+			if !ids.matches(tok) {
+				kept = append(kept, tok)
+			}
+		})
+		if len(kept) > 0 {
+			out = append(out, strings.Join(kept, ", "))
+		}
+	}
+	return out
+}
+
+// forEachToken calls fn with each non-empty, trimmed token of a
+// comma-separated header value.
+func forEachToken(v string, fn func(string)) {
+	for v != "" {
+		tok := v
+		if i := strings.IndexByte(v, ','); i >= 0 {
+			tok, v = v[:i], v[i+1:]
+		} else {
+			v = ""
+		}
+		if tok = strings.TrimSpace(tok); tok != "" {
+			fn(tok)
+		}
+	}
+}

@@ -1,0 +1,95 @@
+package caddymodule
+
+import (
+	"net/http"
+	"reflect"
+	"testing"
+)
+
+// SPEC 4: every client-sent spelling of an identity header is removed before
+// anything else; CGI/PHP/WSGI fold "_" and "." into "-", so those spellings
+// are the same header to the back end.
+func TestStripIdentity(t *testing.T) {
+	ids := newIdentityNames("X-Okera-User", "X-Okera-Groups")
+	tests := []struct {
+		name        string
+		header      http.Header
+		trailer     http.Header
+		wantHeader  http.Header
+		wantTrailer http.Header
+	}{
+		{
+			name:       "canonical and lower case",
+			header:     http.Header{"X-Okera-User": {"admin"}, "x-okera-user": {"root"}, "Accept": {"*/*"}},
+			wantHeader: http.Header{"Accept": {"*/*"}},
+		},
+		{
+			name:       "underscore and dot spellings",
+			header:     http.Header{"X_Okera_User": {"a"}, "X.Okera.User": {"b"}, "x_okera.groups": {"c"}, "X-Okera_Groups": {"d"}},
+			wantHeader: http.Header{},
+		},
+		{
+			name:       "repeated values",
+			header:     http.Header{"X-Okera-Groups": {"admin", "root"}},
+			wantHeader: http.Header{},
+		},
+		{
+			name:       "similar names survive",
+			header:     http.Header{"X-Okera-Users": {"a"}, "X-Okera": {"b"}, "Okera-User": {"c"}},
+			wantHeader: http.Header{"X-Okera-Users": {"a"}, "X-Okera": {"b"}, "Okera-User": {"c"}},
+		},
+		{
+			name:       "connection tokens",
+			header:     http.Header{"Connection": {"keep-alive, X-Okera-User", "x_okera_groups"}},
+			wantHeader: http.Header{"Connection": {"keep-alive"}},
+		},
+		{
+			name:       "connection holding only identity names is removed",
+			header:     http.Header{"Connection": {"X-Okera-User,X-Okera-Groups"}},
+			wantHeader: http.Header{},
+		},
+		{
+			name:       "connection untouched when clean",
+			header:     http.Header{"Connection": {"keep-alive,  Upgrade"}},
+			wantHeader: http.Header{"Connection": {"keep-alive,  Upgrade"}},
+		},
+		{
+			name:        "trailers",
+			header:      http.Header{},
+			trailer:     http.Header{"X-Okera-User": {"admin"}, "X-Checksum": {"1"}},
+			wantHeader:  http.Header{},
+			wantTrailer: http.Header{"X-Checksum": {"1"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &http.Request{Header: tt.header, Trailer: tt.trailer}
+			ids.stripIdentity(r)
+			if !reflect.DeepEqual(r.Header, tt.wantHeader) {
+				t.Errorf("header = %v, want %v", r.Header, tt.wantHeader)
+			}
+			if tt.wantTrailer != nil && !reflect.DeepEqual(r.Trailer, tt.wantTrailer) {
+				t.Errorf("trailer = %v, want %v", r.Trailer, tt.wantTrailer)
+			}
+		})
+	}
+}
+
+func TestStripIdentityCustomNames(t *testing.T) {
+	ids := newIdentityNames("X-Remote-User", "X_Remote.Groups")
+	r := &http.Request{Header: http.Header{"X-Remote-User": {"a"}, "X-Remote-Groups": {"b"}, "X-Okera-User": {"c"}}}
+	ids.stripIdentity(r)
+	want := http.Header{"X-Okera-User": {"c"}}
+	if !reflect.DeepEqual(r.Header, want) {
+		t.Errorf("header = %v, want %v", r.Header, want)
+	}
+}
+
+func TestSameHeaderNameDoesNotAllocate(t *testing.T) {
+	ids := newIdentityNames("X-Okera-User", "X-Okera-Groups")
+	r := &http.Request{Header: http.Header{"Accept": {"*/*"}, "User-Agent": {"x"}, "Connection": {"keep-alive"}}}
+	allocs := testing.AllocsPerRun(100, func() { ids.stripIdentity(r) })
+	if allocs != 0 {
+		t.Errorf("stripIdentity on a clean request allocates %v times, want 0", allocs)
+	}
+}

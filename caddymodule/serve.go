@@ -1,0 +1,211 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/okeragate/caddy-okera-auth/resolver"
+	"github.com/okeragate/caddy-okera-auth/validator"
+)
+
+// Placeholder names the handler sets.
+const (
+	phUser         = "http.auth.user.id"
+	phGroups       = "http.auth.user.groups"
+	phValidator    = "http.auth.okera.validator"
+	phGroupsSource = "http.auth.okera.groups_source"
+	phTokenID      = "http.auth.okera.token_id"
+	phError        = "http.auth.okera.error"
+)
+
+// retryAfterSeconds is sent with every 503: the dependency that failed is
+// asked again on the next request, so a short pause is all a client needs.
+const retryAfterSeconds = "5"
+
+// ServeHTTP runs the request's path through the gateway: strip, extract,
+// validate, resolve, authorize, forward.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	// Before anything else, so no later step or error path can see a
+	// client-chosen identity.
+	h.ids.stripIdentity(r)
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+
+	token, reason := h.extractToken(r)
+	if reason != "" {
+		return h.unauthorized(w, r, repl, reason, "", reason != reasonMissing)
+	}
+
+	id, err := h.validate.Validate(r.Context(), token)
+	if err != nil {
+		var verr *validator.Error
+		if !errors.As(err, &verr) {
+			verr = &validator.Error{Reason: "internal", Unavailable: true, Err: err}
+		}
+		if verr.Unavailable {
+			return h.unavailable(w, r, repl, verr.Reason, validator.Fingerprint(token), verr)
+		}
+		return h.unauthorized(w, r, repl, verr.Reason, validator.Fingerprint(token), true)
+	}
+
+	groups, err := h.groups.Resolve(r.Context(), resolver.Request{User: id.User, Claims: id.Claims})
+	if err != nil {
+		if errors.Is(err, resolver.ErrMalformedClaim) {
+			return h.unauthorized(w, r, repl, "malformed_groups", id.TokenID, true)
+		}
+		return h.unavailable(w, r, repl, "group_resolution", id.TokenID, err)
+	}
+	if len(groups.Dropped) > 0 {
+		h.logger.Warn("dropped group names holding a comma or a control character",
+			zap.String("user", id.User), zap.Strings("groups", groups.Dropped), zap.String("token_id", id.TokenID))
+	}
+
+	if h.required != "" && !contains(groups.Names, h.required) && !h.admins.has(id.User, groups.Names) {
+		return h.forbidden(w, r, repl, id.User, id.TokenID)
+	}
+
+	joined := strings.Join(groups.Names, ",")
+	r.Header[h.userKey] = []string{id.User}
+	r.Header[h.groupsKey] = []string{joined}
+	switch h.UpstreamToken {
+	case UpstreamSystem:
+		r.Header["Authorization"] = []string{h.system.header()}
+	case UpstreamNone:
+		delete(r.Header, "Authorization")
+	}
+
+	repl.Set(phUser, id.User)
+	repl.Set(phGroups, joined)
+	repl.Set(phValidator, id.By)
+	repl.Set(phGroupsSource, groups.Source)
+	repl.Set(phTokenID, id.TokenID)
+	return next.ServeHTTP(w, r)
+}
+
+// reasonMissing is the failure reason when no bearer token was presented.
+const reasonMissing = "missing_token"
+
+// extractToken returns the bearer token, or a failure reason: exactly one
+// Authorization header of the form "Bearer <token>" (scheme in any case),
+// with a token no larger than MaxTokenSize.
+func (h *Handler) extractToken(r *http.Request) (string, string) {
+	values := r.Header["Authorization"]
+	switch {
+	case len(values) == 0:
+		return "", reasonMissing
+	case len(values) > 1:
+		// Two headers could be read differently by the gateway and the
+		// upstream; refuse rather than pick one.
+		return "", "duplicate_authorization"
+	}
+	scheme, token, found := strings.Cut(values[0], " ")
+	if !found || !strings.EqualFold(scheme, "Bearer") {
+		return "", reasonMissing
+	}
+	token = strings.TrimLeft(token, " ")
+	switch {
+	case token == "":
+		return "", "empty_token"
+	case len(token) > h.MaxTokenSize:
+		return "", "token_too_large"
+	}
+	return token, ""
+}
+
+// unauthorized answers 401 with the Bearer challenge. invalid tells whether
+// a token was presented (RFC 6750 then asks for error="invalid_token").
+func (h *Handler) unauthorized(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, reason, tokenID string, invalid bool) error {
+	hdr := w.Header()
+	if invalid {
+		hdr.Set("WWW-Authenticate", h.challenge.invalid)
+	} else {
+		hdr.Set("WWW-Authenticate", h.challenge.missing)
+	}
+	hdr.Set("Cache-Control", "no-store")
+	repl.Set(phError, reason)
+	if c := h.logger.Check(zapcore.DebugLevel, "request not authenticated"); c != nil {
+		c.Write(zap.String("reason", reason), zap.String("token_id", tokenID), zap.String("remote_addr", r.RemoteAddr))
+	}
+	return caddyhttp.Error(http.StatusUnauthorized, fmt.Errorf("not authenticated: %s", reason))
+}
+
+// unavailable answers 503: a validator or group resolver the decision
+// depends on could not answer, so the gateway fails closed.
+func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, reason, tokenID string, cause error) error {
+	hdr := w.Header()
+	hdr.Set("Retry-After", retryAfterSeconds)
+	hdr.Set("Cache-Control", "no-store")
+	repl.Set(phError, reason)
+	h.logger.Warn("authentication dependency unavailable",
+		zap.String("reason", reason), zap.String("token_id", tokenID),
+		zap.String("remote_addr", r.RemoteAddr), zap.Error(cause))
+	return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("authentication unavailable: %s", reason))
+}
+
+// forbidden answers 403 to an authenticated user outside required_group.
+func (h *Handler) forbidden(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, user, tokenID string) error {
+	w.Header().Set("Cache-Control", "no-store")
+	repl.Set(phError, "not_in_required_group")
+	if c := h.logger.Check(zapcore.DebugLevel, "user not in the required group"); c != nil {
+		c.Write(zap.String("user", user), zap.String("token_id", tokenID), zap.String("remote_addr", r.RemoteAddr))
+	}
+	return caddyhttp.Error(http.StatusForbidden, errors.New("not in the required group"))
+}
+
+// challenges are the two WWW-Authenticate values, built once at provision.
+type challenges struct {
+	missing string // no token presented
+	invalid string // a token was presented and refused
+}
+
+func newChallenges(realm string) challenges {
+	base := fmt.Sprintf("Bearer realm=%q", realm)
+	return challenges{missing: base, invalid: base + `, error="invalid_token"`}
+}
+
+// adminSet holds the admins: users compared exactly, groups compared
+// lower-cased (groups are normalised to lower case).
+type adminSet struct {
+	users  map[string]struct{}
+	groups map[string]struct{}
+}
+
+func newAdminSet(admins []string) adminSet {
+	s := adminSet{users: map[string]struct{}{}, groups: map[string]struct{}{}}
+	for _, a := range admins {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			continue
+		}
+		s.users[a] = struct{}{}
+		s.groups[strings.ToLower(a)] = struct{}{}
+	}
+	return s
+}
+
+func (s adminSet) has(user string, groups []string) bool {
+	if _, ok := s.users[user]; ok {
+		return true
+	}
+	for _, g := range groups {
+		if _, ok := s.groups[g]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

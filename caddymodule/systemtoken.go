@@ -1,0 +1,95 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/okeragate/caddy-okera-auth/keyfile"
+	"github.com/okeragate/caddy-okera-auth/validator"
+)
+
+// systemOkeraUser is the subject Okera expects of its system token.
+const systemOkeraUser = "okera"
+
+// expiryWarning is how far ahead an expiring system token is warned about.
+const expiryWarning = 24 * time.Hour
+
+// systemToken is the gateway's own token for upstream calls (Okera's
+// SYSTEM_TOKEN). The value sits behind an atomic pointer so it can be
+// replaced while requests read it.
+type systemToken struct {
+	v atomic.Pointer[systemTokenValue]
+}
+
+type systemTokenValue struct {
+	token   string
+	bearer  string // "Bearer <token>", built once
+	sub     string
+	expires time.Time // zero: no exp
+}
+
+func (s *systemToken) header() string  { return s.v.Load().bearer }
+func (s *systemToken) subject() string { return s.v.Load().sub }
+func (s *systemToken) value() string   { return s.v.Load().token }
+
+// loadSystemToken reads and checks the system token file: it must be a JWT
+// with a subject that has not expired. The signature is not checked here;
+// the upstream, not the gateway, is the token's audience.
+func loadSystemToken(path string, now time.Time, logger *zap.Logger) (*systemToken, error) {
+	val, err := readSystemToken(path, now)
+	if err != nil {
+		return nil, err
+	}
+	if val.sub != systemOkeraUser {
+		logger.Warn("the system token's subject is not okera; Okera services expect the okera system user",
+			zap.String("path", path), zap.String("sub", val.sub))
+	}
+	if !val.expires.IsZero() && val.expires.Sub(now) < expiryWarning {
+		logger.Warn("the system token expires within 24 hours; generate a new one (caddy okera-keygen --force, or caddy okera-token)",
+			zap.String("path", path), zap.Time("expires", val.expires))
+	}
+	st := new(systemToken)
+	st.v.Store(val)
+	return st, nil
+}
+
+func readSystemToken(path string, now time.Time) (*systemTokenValue, error) {
+	file, err := keyfile.ResolvePath(path)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("reading system token %q: %w", path, err)
+	}
+	token := strings.TrimSpace(string(raw))
+	if token == "" {
+		return nil, fmt.Errorf("system token %q is empty; put the gateway's JWT in it (caddy okera-keygen writes one)", path)
+	}
+	tok, err := validator.ParseCompact(token)
+	if err != nil {
+		return nil, fmt.Errorf("system token %q is not a JWT: %w", path, err)
+	}
+	sub, err := validator.Subject(tok.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("system token %q has no usable sub claim (%v); Okera's system token names the okera user", path, err)
+	}
+	// The same time rules as any caller's token (types, ranges, exp, nbf).
+	var policy validator.ClaimPolicy
+	if err := policy.Check(tok.Payload, now); err != nil {
+		return nil, fmt.Errorf("system token %q: %w; generate a new one (caddy okera-keygen --force, or caddy okera-token --key <private key> --sub okera --groups root)", path, err)
+	}
+	val := &systemTokenValue{token: token, bearer: "Bearer " + token, sub: sub}
+	if n, ok := tok.Payload["exp"].(json.Number); ok {
+		if f, err := n.Float64(); err == nil {
+			val.expires = time.Unix(int64(f), 0)
+		}
+	}
+	return val, nil
+}
