@@ -37,6 +37,7 @@ func parseOkeraAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			trust_token_claims
 //		}
 //		public_key <path|file://uri> [RSA256|RSA512]
+//		jwks_url <url> [<refresh duration>]
 //		leeway <duration>
 //		require_exp
 //		issuer <iss...>
@@ -66,7 +67,9 @@ func parseOkeraAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		required_group <group>
 //		admins <user-or-group...>
 //		system_token <path|file://uri>
-//		upstream_token system|original|none
+//		signing_key <private key path|file://uri> [RSA256|RSA512]
+//		upstream_token system|minted|original|none
+//		minted_token_ttl <duration>
 //		user_header <name>
 //		groups_header <name>
 //		realm <name>
@@ -131,11 +134,17 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = oneArg(d, &h.UpstreamToken)
 			if err == nil {
 				switch h.UpstreamToken {
-				case UpstreamSystem, UpstreamOriginal, UpstreamNone:
+				case UpstreamSystem, UpstreamMinted, UpstreamOriginal, UpstreamNone:
 				default:
-					return d.Errf("upstream_token must be system, original or none, not '%s'", h.UpstreamToken)
+					return d.Errf("upstream_token must be system, minted, original or none, not '%s'", h.UpstreamToken)
 				}
 			}
+		case "signing_key":
+			err = h.parseSigningKey(d)
+		case "minted_token_ttl":
+			err = parseDuration(d, &h.MintedTokenTTL)
+		case "jwks_url":
+			err = h.parseJWKSURL(d)
 		case "user_header":
 			err = oneArg(d, &h.UserHeader)
 		case "groups_header":

@@ -79,7 +79,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"public_key with three args", "okera_auth {\n\tpublic_key a RS256 b\n}", "wrong argument count"},
 		{"bad duration", "okera_auth {\n\tleeway soon\n}", "leeway: invalid duration 'soon'"},
 		{"negative size", "okera_auth {\n\tmax_token_size -1\n}", "max_token_size: '-1' is not a positive whole number"},
-		{"bad upstream_token", "okera_auth {\n\tupstream_token caller\n}", "upstream_token must be system, original or none"},
+		{"bad upstream_token", "okera_auth {\n\tupstream_token caller\n}", "upstream_token must be system, minted, original or none"},
 		{"bad resolver", "okera_auth {\n\tgroup_resolvers claim kerberos\n}", "unknown resolver 'kerberos'"},
 		{"bad on_resolver_error", "okera_auth {\n\ton_resolver_error maybe\n}", "on_resolver_error must be deny or continue"},
 		{"remote_endpoint twice", "okera_auth {\n\tremote_endpoint http://a/v\n\tremote_endpoint http://b/v\n}", "remote_endpoint given twice"},

@@ -40,8 +40,9 @@ type LDAP struct {
 	GroupNameAttribute string `json:"group_name_attribute,omitempty"`
 	// Timeout bounds each operation (dial, bind, search). Default 5s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
-	// CacheTTL caches each user's answer. Default 5m.
-	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
+	// CacheTTL caches each user's answer (empty answers too, errors
+	// never). Unset: 5m; 0 turns the cache off.
+	CacheTTL *caddy.Duration `json:"cache_ttl,omitempty"`
 }
 
 // GroupsEndpoint configures the HTTP group resolver (Okera's
@@ -51,21 +52,30 @@ type GroupsEndpoint struct {
 	URL string `json:"url"`
 	// Timeout of one call. Default 5s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
-	// CacheTTL caches each user's answer. Default 5m.
-	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
+	// CacheTTL caches each user's answer (empty answers too, errors
+	// never). Unset: 5m; 0 turns the cache off.
+	CacheTTL *caddy.Duration `json:"cache_ttl,omitempty"`
 }
 
-const (
-	defaultResolverTimeout  = 5 * time.Second
-	defaultResolverCacheTTL = 5 * time.Minute
-)
-
-// durationOr returns d, or def when d is unset.
-func durationOr(d caddy.Duration, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
+// setDuration overrides *dst with d when d is set.
+func setDuration(dst *time.Duration, d caddy.Duration) {
+	if d != 0 {
+		*dst = time.Duration(d)
 	}
-	return time.Duration(d)
+}
+
+// setTTL overrides *dst with d when d is given (0 included: cache off).
+func setTTL(dst *time.Duration, d *caddy.Duration) {
+	if d != nil {
+		*dst = time.Duration(*d)
+	}
+}
+
+// setString overrides *dst with v when v is set.
+func setString(dst *string, v string) {
+	if v != "" {
+		*dst = v
+	}
 }
 
 // newLDAPResolver builds the LDAP resolver. It never dials; a background
@@ -73,21 +83,22 @@ func durationOr(d caddy.Duration, def time.Duration) time.Duration {
 // in words an operator can act on.
 func (h *Handler) newLDAPResolver() (*resolver.LDAPResolver, error) {
 	c := h.LDAP
-	password := caddy.NewReplacer().ReplaceKnown(c.BindPassword, "")
-	r, err := resolver.NewLDAPResolver(resolver.LDAPConfig{
-		URL:                c.URL,
-		StartTLS:           c.StartTLS,
-		CAFile:             c.CAFile,
-		BindDN:             c.BindDN,
-		BindPassword:       password,
-		BaseDN:             c.BaseDN,
-		UserFilter:         c.UserFilter,
-		GroupFilter:        c.GroupFilter,
-		MemberAttribute:    c.MemberAttribute,
-		GroupNameAttribute: c.GroupNameAttribute,
-		Timeout:            durationOr(c.Timeout, defaultResolverTimeout),
-		CacheTTL:           durationOr(c.CacheTTL, defaultResolverCacheTTL),
-	}, h.logger.Named("ldap"))
+	cfg := resolver.DefaultLDAPConfig()
+	cfg.URL = c.URL
+	cfg.StartTLS = c.StartTLS
+	cfg.CAFile = c.CAFile
+	cfg.BindDN = c.BindDN
+	// {env.X} and {file.path} keep the secret out of the config itself.
+	cfg.BindPassword = caddy.NewReplacer().ReplaceKnown(c.BindPassword, "")
+	cfg.BaseDN = c.BaseDN
+	setString(&cfg.UserFilter, c.UserFilter)
+	setString(&cfg.GroupFilter, c.GroupFilter)
+	setString(&cfg.MemberAttribute, c.MemberAttribute)
+	setString(&cfg.GroupNameAttribute, c.GroupNameAttribute)
+	setDuration(&cfg.Timeout, c.Timeout)
+	setTTL(&cfg.CacheTTL, c.CacheTTL)
+	cfg.CacheObserver = h.metrics.cacheObserver("ldap")
+	r, err := resolver.NewLDAPResolver(cfg, h.logger.Named("ldap"))
 	if err != nil {
 		return nil, fmt.Errorf("ldap: %w", err)
 	}
@@ -119,12 +130,13 @@ func (h *Handler) newEndpointResolver() (*resolver.EndpointResolver, error) {
 		return nil, fmt.Errorf("groups_endpoint: the group endpoint is called with the system token; set system_token")
 	}
 	system := h.system
-	r, err := resolver.NewEndpointResolver(resolver.EndpointConfig{
-		BaseURL:  c.URL,
-		Timeout:  durationOr(c.Timeout, defaultResolverTimeout),
-		CacheTTL: durationOr(c.CacheTTL, defaultResolverCacheTTL),
-		Token:    func() string { return system.value() },
-	})
+	cfg := resolver.DefaultEndpointConfig()
+	cfg.BaseURL = c.URL
+	cfg.Token = func() string { return system.value() }
+	setDuration(&cfg.Timeout, c.Timeout)
+	setTTL(&cfg.CacheTTL, c.CacheTTL)
+	cfg.CacheObserver = h.metrics.cacheObserver("endpoint")
+	r, err := resolver.NewEndpointResolver(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("groups_endpoint: %w", err)
 	}
@@ -168,7 +180,8 @@ func (h *Handler) parseLDAP(d *caddyfile.Dispenser) error {
 		case "timeout":
 			err = parseDuration(d, &l.Timeout)
 		case "cache_ttl":
-			err = parseDuration(d, &l.CacheTTL)
+			l.CacheTTL = new(caddy.Duration)
+			err = parseDuration(d, l.CacheTTL)
 		default:
 			return d.Errf("unrecognized ldap subdirective '%s'", d.Val())
 		}
@@ -203,7 +216,8 @@ func (h *Handler) parseGroupsEndpoint(d *caddyfile.Dispenser) error {
 		case "timeout":
 			err = parseDuration(d, &g.Timeout)
 		case "cache_ttl":
-			err = parseDuration(d, &g.CacheTTL)
+			g.CacheTTL = new(caddy.Duration)
+			err = parseDuration(d, g.CacheTTL)
 		default:
 			return d.Errf("unrecognized groups_endpoint subdirective '%s'", d.Val())
 		}

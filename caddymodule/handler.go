@@ -20,6 +20,7 @@ func init() {
 // upstream carries.
 const (
 	UpstreamSystem   = "system"   // Bearer <system token>
+	UpstreamMinted   = "minted"   // Bearer <token signed by signing_key for the user>
 	UpstreamOriginal = "original" // the caller's header, unchanged
 	UpstreamNone     = "none"     // no Authorization header
 )
@@ -50,6 +51,10 @@ type Handler struct {
 	// PublicKeys verify tokens locally (Okera's JWT_PUBLIC_KEY and
 	// JWT_ALGORITHM). Each key verifies only with its own algorithm.
 	PublicKeys []PublicKey `json:"public_keys,omitempty"`
+
+	// JWKS are identity providers' JWK Sets whose keys validate tokens,
+	// chosen by the token's kid and refreshed in the background.
+	JWKS []JWKSURL `json:"jwks,omitempty"`
 
 	// Leeway is the clock skew allowed when checking exp and nbf. Default 0.
 	Leeway caddy.Duration `json:"leeway,omitempty"`
@@ -102,8 +107,24 @@ type Handler struct {
 	SystemToken string `json:"system_token,omitempty"`
 
 	// UpstreamToken selects the upstream Authorization header: system
-	// (default), original or none.
+	// (default), minted, original or none.
 	UpstreamToken string `json:"upstream_token,omitempty"`
+
+	// SigningKey is the gateway's own key pair (Okera's JWT_PRIVATE_KEY).
+	// It signs minted upstream tokens and, without SystemToken, the
+	// gateway's own system token; its public key validates tokens too.
+	SigningKey *SigningKey `json:"signing_key,omitempty"`
+
+	// MintedTokenTTL is the life of a minted upstream token. Default 5m.
+	MintedTokenTTL caddy.Duration `json:"minted_token_ttl,omitempty"`
+
+	// SystemTokenTTL is the life of the system token the gateway mints
+	// with SigningKey when there is no SystemToken. Default 1h. JSON only.
+	SystemTokenTTL caddy.Duration `json:"system_token_ttl,omitempty"`
+
+	// FileCheckInterval is how often the public key, signing key and system
+	// token files are checked for changes. Default 5s. JSON only.
+	FileCheckInterval caddy.Duration `json:"file_check_interval,omitempty"`
 
 	// UserHeader carries the user upstream. Default X-Okera-User.
 	UserHeader string `json:"user_header,omitempty"`
@@ -116,6 +137,7 @@ type Handler struct {
 	Realm string `json:"realm,omitempty"`
 
 	logger    *zap.Logger
+	metrics   *metrics
 	validate  *validator.Chain
 	groups    *resolver.Chain
 	ids       identityNames
@@ -125,6 +147,8 @@ type Handler struct {
 	admins    adminSet
 	required  string
 	challenge challenges
+	keyring   *keyring
+	minter    *minter  // upstream_token minted
 	closers   []func() // run in reverse by Cleanup
 }
 

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"io"
 	"net/http"
 	"strings"
 )
@@ -62,9 +63,13 @@ func (ids identityNames) stripIdentity(r *http.Request) {
 			delete(r.Header, name)
 		}
 	}
-	for name := range r.Trailer {
-		if ids.matches(name) {
-			delete(r.Trailer, name)
+	if len(r.Trailer) > 0 {
+		ids.stripTrailer(r.Trailer)
+		// net/http fills r.Trailer only when the body reaches its end, after
+		// this handler has run, and the proxy forwards what it finds then.
+		// Strip again at that moment; the body passes through untouched.
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = &trailerStripper{ReadCloser: r.Body, trailer: r.Trailer, ids: ids}
 		}
 	}
 	if conn, ok := r.Header["Connection"]; ok {
@@ -73,6 +78,30 @@ func (ids identityNames) stripIdentity(r *http.Request) {
 			delete(r.Header, "Connection")
 		}
 	}
+}
+
+func (ids identityNames) stripTrailer(t http.Header) {
+	for name := range t {
+		if ids.matches(name) {
+			delete(t, name)
+		}
+	}
+}
+
+// trailerStripper removes identity trailers once the body has been read to
+// its end, which is when net/http sets the trailers' values.
+type trailerStripper struct {
+	io.ReadCloser
+	trailer http.Header
+	ids     identityNames
+}
+
+func (t *trailerStripper) Read(p []byte) (int, error) {
+	n, err := t.ReadCloser.Read(p)
+	if err == io.EOF {
+		t.ids.stripTrailer(t.trailer)
+	}
+	return n, err
 }
 
 // filterConnection drops identity header names from Connection tokens. The

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"io"
 	"net/http"
 	"reflect"
 	"testing"
@@ -91,5 +92,40 @@ func TestSameHeaderNameDoesNotAllocate(t *testing.T) {
 	allocs := testing.AllocsPerRun(100, func() { ids.stripIdentity(r) })
 	if allocs != 0 {
 		t.Errorf("stripIdentity on a clean request allocates %v times, want 0", allocs)
+	}
+}
+
+// fillingBody mimics net/http: the trailer values appear when the body hits EOF.
+type fillingBody struct {
+	trailer http.Header
+	done    bool
+}
+
+func (b *fillingBody) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	b.done = true
+	b.trailer["X-Okera-User"] = []string{"mallory"}
+	b.trailer["X-Checksum"] = []string{"1"}
+	return copy(p, "x"), io.EOF
+}
+func (b *fillingBody) Close() error { return nil }
+
+// A trailer announced by the client gets its value only once the body is
+// read, after the handler ran; it must be stripped then too.
+func TestStripIdentityLateTrailers(t *testing.T) {
+	ids := newIdentityNames("X-Okera-User", "X-Okera-Groups")
+	trailer := http.Header{"X-Okera-User": nil, "X-Checksum": nil}
+	r := &http.Request{Header: http.Header{}, Trailer: trailer, Body: &fillingBody{trailer: trailer}}
+	ids.stripIdentity(r)
+	if _, err := io.ReadAll(r.Body); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.Trailer["X-Okera-User"]; ok {
+		t.Errorf("trailer after EOF = %v, want no X-Okera-User", r.Trailer)
+	}
+	if r.Trailer.Get("X-Checksum") != "1" {
+		t.Errorf("other trailers lost: %v", r.Trailer)
 	}
 }

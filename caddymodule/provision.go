@@ -9,7 +9,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
-	"github.com/okeragate/caddy-okera-auth/keyfile"
 	"github.com/okeragate/caddy-okera-auth/resolver"
 	"github.com/okeragate/caddy-okera-auth/validator"
 )
@@ -22,6 +21,11 @@ const defaultRemoteTimeout = 5 * time.Second
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.applyDefaults()
+	m, err := registerMetrics(ctx.GetMetricsRegistry())
+	if err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	h.metrics = m
 
 	h.ids = newIdentityNames(h.UserHeader, h.GroupsHeader)
 	h.userKey = http.CanonicalHeaderKey(h.UserHeader)
@@ -34,6 +38,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("system_token: %w", err)
 		}
 		h.system = st
+		m.systemTokenExpires(st.expires())
+	}
+	if err := h.provisionOwnKeys(); err != nil {
+		return err
 	}
 
 	chain, err := h.buildValidator()
@@ -105,6 +113,7 @@ func (h *Handler) buildValidator() (*validator.Chain, error) {
 		},
 		CacheSize: h.VerifyCacheSize,
 		Logger:    h.logger,
+		Observer:  h.metrics,
 	}
 	if re := h.RemoteEndpoint; re != nil {
 		cfg.Remote = &validator.RemoteValidator{
@@ -115,21 +124,11 @@ func (h *Handler) buildValidator() (*validator.Chain, error) {
 			TrustTokenClaims: re.TrustTokenClaims,
 		}
 	}
-	if len(h.PublicKeys) > 0 {
-		keys := make([]validator.Key, 0, len(h.PublicKeys))
-		for _, pk := range h.PublicKeys {
-			alg, err := keyfile.ParseAlgorithm(pk.Algorithm)
-			if err != nil {
-				return nil, fmt.Errorf("public_key %s: %w", pk.Path, err)
-			}
-			pub, err := keyfile.LoadPublicKey(pk.Path)
-			if err != nil {
-				return nil, fmt.Errorf("public_key: %w", err)
-			}
-			keys = append(keys, validator.Key{ID: pk.Path, Algorithm: alg, Public: pub, Source: validator.ByPublicKey})
-		}
-		cfg.Keys = validator.NewKeyValidator(keys)
+	keys, err := h.keyValidator()
+	if err != nil {
+		return nil, err
 	}
+	cfg.Keys = keys
 	chain, err := validator.NewChain(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("building the validation chain: %w", err)
@@ -144,6 +143,7 @@ func (h *Handler) buildResolvers(_ caddy.Context) (*resolver.Chain, error) {
 		OnError: func(source string, err error) {
 			h.logger.Warn("group resolver failed; trying the next one", zap.String("source", source), zap.Error(err))
 		},
+		Observe: h.metrics.groupResolution,
 	}
 	for _, name := range h.resolverNames() {
 		switch name {
@@ -191,13 +191,20 @@ func (h *Handler) validatorNames() []string {
 	for _, pk := range h.PublicKeys {
 		names = append(names, "public_key "+pk.Path)
 	}
+	names = append(names, h.ownValidatorNames()...)
 	return names
 }
 
 // Validate checks the configuration; it is fast and touches nothing.
 func (h *Handler) Validate() error {
-	if h.RemoteEndpoint == nil && len(h.PublicKeys) == 0 {
-		return fmt.Errorf("okera_auth needs a remote_endpoint or at least one public_key to validate tokens")
+	if h.RemoteEndpoint == nil && len(h.PublicKeys) == 0 && len(h.JWKS) == 0 && h.SigningKey == nil {
+		return fmt.Errorf("okera_auth needs a remote_endpoint or at least one public_key (or a jwks_url, or a signing_key) to validate tokens")
+	}
+	if err := h.validateOwnKeys(); err != nil {
+		return err
+	}
+	if err := h.validateJWKS(); err != nil {
+		return err
 	}
 	if h.RemoteEndpoint != nil {
 		if err := checkHTTPURL(h.RemoteEndpoint.URL); err != nil {
@@ -206,12 +213,12 @@ func (h *Handler) Validate() error {
 	}
 	switch h.UpstreamToken {
 	case UpstreamSystem:
-		if h.SystemToken == "" {
-			return fmt.Errorf("upstream_token system needs system_token <path>: the gateway calls the upstream with its own token (use upstream_token original or none otherwise)")
+		if h.SystemToken == "" && h.SigningKey == nil {
+			return fmt.Errorf("upstream_token system needs system_token <path>, or a signing_key to mint one with: the gateway calls the upstream with its own token (use upstream_token original or none otherwise)")
 		}
-	case UpstreamOriginal, UpstreamNone:
+	case UpstreamMinted, UpstreamOriginal, UpstreamNone:
 	default:
-		return fmt.Errorf("upstream_token %q: must be system, original or none", h.UpstreamToken)
+		return fmt.Errorf("upstream_token %q: must be system, minted, original or none", h.UpstreamToken)
 	}
 	for _, name := range h.GroupResolvers {
 		switch {

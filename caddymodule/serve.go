@@ -76,6 +76,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	switch h.UpstreamToken {
 	case UpstreamSystem:
 		r.Header["Authorization"] = []string{h.system.header()}
+	case UpstreamMinted:
+		bearer, err := h.minter.bearer(id.User, groups.Names)
+		if err != nil {
+			return h.unavailable(w, r, repl, "minting", id.TokenID, err)
+		}
+		r.Header["Authorization"] = []string{bearer}
 	case UpstreamNone:
 		delete(r.Header, "Authorization")
 	}
@@ -85,6 +91,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	repl.Set(phValidator, id.By)
 	repl.Set(phGroupsSource, groups.Source)
 	repl.Set(phTokenID, id.TokenID)
+	h.metrics.outcome(outcomeAuthenticated)
 	return next.ServeHTTP(w, r)
 }
 
@@ -129,6 +136,11 @@ func (h *Handler) unauthorized(w http.ResponseWriter, r *http.Request, repl *cad
 	}
 	hdr.Set("Cache-Control", "no-store")
 	repl.Set(phError, reason)
+	if invalid {
+		h.metrics.outcome(outcomeInvalidToken)
+	} else {
+		h.metrics.outcome(outcomeMissingToken)
+	}
 	if c := h.logger.Check(zapcore.DebugLevel, "request not authenticated"); c != nil {
 		c.Write(zap.String("reason", reason), zap.String("token_id", tokenID), zap.String("remote_addr", r.RemoteAddr))
 	}
@@ -142,6 +154,7 @@ func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, repl *cadd
 	hdr.Set("Retry-After", retryAfterSeconds)
 	hdr.Set("Cache-Control", "no-store")
 	repl.Set(phError, reason)
+	h.metrics.outcome(outcomeUnavailable)
 	h.logger.Warn("authentication dependency unavailable",
 		zap.String("reason", reason), zap.String("token_id", tokenID),
 		zap.String("remote_addr", r.RemoteAddr), zap.Error(cause))
@@ -152,6 +165,7 @@ func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, repl *cadd
 func (h *Handler) forbidden(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, user, tokenID string) error {
 	w.Header().Set("Cache-Control", "no-store")
 	repl.Set(phError, "not_in_required_group")
+	h.metrics.outcome(outcomeForbidden)
 	if c := h.logger.Check(zapcore.DebugLevel, "user not in the required group"); c != nil {
 		c.Write(zap.String("user", user), zap.String("token_id", tokenID), zap.String("remote_addr", r.RemoteAddr))
 	}

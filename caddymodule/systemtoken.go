@@ -34,9 +34,10 @@ type systemTokenValue struct {
 	expires time.Time // zero: no exp
 }
 
-func (s *systemToken) header() string  { return s.v.Load().bearer }
-func (s *systemToken) subject() string { return s.v.Load().sub }
-func (s *systemToken) value() string   { return s.v.Load().token }
+func (s *systemToken) header() string     { return s.v.Load().bearer }
+func (s *systemToken) subject() string    { return s.v.Load().sub }
+func (s *systemToken) value() string      { return s.v.Load().token }
+func (s *systemToken) expires() time.Time { return s.v.Load().expires }
 
 // loadSystemToken reads and checks the system token file: it must be a JWT
 // with a subject that has not expired. The signature is not checked here;
@@ -46,6 +47,15 @@ func loadSystemToken(path string, now time.Time, logger *zap.Logger) (*systemTok
 	if err != nil {
 		return nil, err
 	}
+	warnSystemToken(path, val, now, logger)
+	st := new(systemToken)
+	st.v.Store(val)
+	return st, nil
+}
+
+// warnSystemToken logs what an operator should fix about a system token
+// that is otherwise usable: at start-up, and when its file is reloaded.
+func warnSystemToken(path string, val *systemTokenValue, now time.Time, logger *zap.Logger) {
 	if val.sub != systemOkeraUser {
 		logger.Warn("the system token's subject is not okera; Okera services expect the okera system user",
 			zap.String("path", path), zap.String("sub", val.sub))
@@ -54,9 +64,6 @@ func loadSystemToken(path string, now time.Time, logger *zap.Logger) (*systemTok
 		logger.Warn("the system token expires within 24 hours; generate a new one (caddy okera-keygen --force, or caddy okera-token)",
 			zap.String("path", path), zap.Time("expires", val.expires))
 	}
-	st := new(systemToken)
-	st.v.Store(val)
-	return st, nil
 }
 
 func readSystemToken(path string, now time.Time) (*systemTokenValue, error) {
@@ -68,6 +75,12 @@ func readSystemToken(path string, now time.Time) (*systemTokenValue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading system token %q: %w", path, err)
 	}
+	return parseSystemToken(path, raw, now)
+}
+
+// parseSystemToken checks the content of a system token file (path is for
+// messages).
+func parseSystemToken(path string, raw []byte, now time.Time) (*systemTokenValue, error) {
 	token := strings.TrimSpace(string(raw))
 	if token == "" {
 		return nil, fmt.Errorf("system token %q is empty; put the gateway's JWT in it (caddy okera-keygen writes one)", path)

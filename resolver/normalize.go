@@ -1,0 +1,43 @@
+package resolver
+
+import (
+	"strings"
+	"unicode"
+)
+
+// Normalize applies Okera's group rules: names are trimmed and lower-cased
+// (Okera compares groups case-insensitively) and de-duplicated in first-seen
+// order. A name holding a comma would split into two groups once joined into
+// the groups header, and a control character could forge header or log
+// content, so such names are dropped and returned separately. Empty names are
+// skipped silently.
+func Normalize(names []string) (kept, dropped []string) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	kept = make([]string, 0, len(names))
+	for _, n := range names {
+		n = strings.ToLower(strings.TrimSpace(n))
+		if n == "" {
+			continue
+		}
+		if strings.ContainsRune(n, ',') || strings.IndexFunc(n, unicode.IsControl) >= 0 {
+			dropped = append(dropped, n)
+			continue
+		}
+		if !contains(kept, n) {
+			kept = append(kept, n)
+		}
+	}
+	return kept, dropped
+}
+
+// contains is linear: group lists are short, and a map would cost more than it saves.
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,154 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"testing"
+)
+
+// fixed answers with the same groups every time.
+type fixed struct {
+	name   string
+	groups []string
+	err    error
+	calls  int
+}
+
+func (f *fixed) Name() string { return f.name }
+func (f *fixed) Resolve(context.Context, Request) ([]string, error) {
+	f.calls++
+	return f.groups, f.err
+}
+
+func TestChainOrderAndPolicy(t *testing.T) {
+	errDown := errors.New("down")
+	tests := []struct {
+		name       string
+		resolvers  []*fixed
+		continueOn bool
+		want       Groups
+		wantErr    bool
+		wantCalls  []int
+		wantEvents []string
+	}{
+		{
+			name:       "first non-empty wins, never merged",
+			resolvers:  []*fixed{{name: "claim", groups: []string{"A", " b "}}, {name: "ldap", groups: []string{"c"}}},
+			want:       Groups{Names: []string{"a", "b"}, Source: "claim"},
+			wantCalls:  []int{1, 0},
+			wantEvents: []string{"claim:groups"},
+		},
+		{
+			name:       "empty answers fall through",
+			resolvers:  []*fixed{{name: "claim"}, {name: "ldap", groups: []string{" ", ""}}, {name: "endpoint", groups: []string{"E"}}},
+			want:       Groups{Names: []string{"e"}, Source: "endpoint"},
+			wantCalls:  []int{1, 1, 1},
+			wantEvents: []string{"claim:empty", "ldap:empty", "endpoint:groups"},
+		},
+		{
+			name:       "nobody answers",
+			resolvers:  []*fixed{{name: "claim"}},
+			want:       Groups{Names: []string{}, Source: "none"},
+			wantCalls:  []int{1},
+			wantEvents: []string{"claim:empty"},
+		},
+		{
+			name:       "deny stops at the first error",
+			resolvers:  []*fixed{{name: "ldap", err: errDown}, {name: "endpoint", groups: []string{"e"}}},
+			wantErr:    true,
+			wantCalls:  []int{1, 0},
+			wantEvents: []string{"ldap:error"},
+		},
+		{
+			name:       "continue skips the failing resolver",
+			resolvers:  []*fixed{{name: "ldap", err: errDown}, {name: "endpoint", groups: []string{"e"}}},
+			continueOn: true,
+			want:       Groups{Names: []string{"e"}, Source: "endpoint"},
+			wantCalls:  []int{1, 1},
+			wantEvents: []string{"ldap:error", "endpoint:groups"},
+		},
+		{
+			name:       "a malformed claim ends resolution even with continue",
+			resolvers:  []*fixed{{name: "claim", err: ErrMalformedClaim}, {name: "endpoint", groups: []string{"e"}}},
+			continueOn: true,
+			wantErr:    true,
+			wantCalls:  []int{1, 0},
+			wantEvents: []string{"claim:error"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var events []string
+			var skipped []string
+			c := &Chain{
+				ContinueOnError: tt.continueOn,
+				OnError:         func(source string, _ error) { skipped = append(skipped, source) },
+				Observe:         func(source, result string) { events = append(events, source+":"+result) },
+			}
+			for _, r := range tt.resolvers {
+				c.Resolvers = append(c.Resolvers, r)
+			}
+			got, err := c.Resolve(context.Background(), Request{User: "alice"})
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if !tt.wantErr && !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("groups = %+v, want %+v", got, tt.want)
+			}
+			for i, r := range tt.resolvers {
+				if r.calls != tt.wantCalls[i] {
+					t.Errorf("%s called %d times, want %d", r.name, r.calls, tt.wantCalls[i])
+				}
+			}
+			if !reflect.DeepEqual(events, tt.wantEvents) {
+				t.Errorf("events = %v, want %v", events, tt.wantEvents)
+			}
+			if tt.continueOn && !tt.wantErr && len(skipped) != 1 {
+				t.Errorf("OnError called for %v, want one resolver", skipped)
+			}
+		})
+	}
+}
+
+func TestNormalize(t *testing.T) {
+	kept, dropped := Normalize([]string{" Analysts", "analysts", "DATA", "a,b", "ev\nil", "", "data"})
+	if want := []string{"analysts", "data"}; !reflect.DeepEqual(kept, want) {
+		t.Errorf("kept = %v, want %v", kept, want)
+	}
+	if want := []string{"a,b", "ev\nil"}; !reflect.DeepEqual(dropped, want) {
+		t.Errorf("dropped = %v, want %v", dropped, want)
+	}
+}
+
+func TestClaimResolver(t *testing.T) {
+	r := &ClaimResolver{Claim: "groups"}
+	tests := []struct {
+		name    string
+		claims  map[string]any
+		want    []string
+		wantErr bool
+	}{
+		{"list", map[string]any{"groups": []any{"a", "b"}}, []string{"a", "b"}, false},
+		{"absent", map[string]any{}, nil, false},
+		{"null", map[string]any{"groups": nil}, nil, false},
+		{"empty", map[string]any{"groups": []any{}}, []string{}, false},
+		{"string", map[string]any{"groups": "admin"}, nil, true},
+		{"number in list", map[string]any{"groups": []any{"a", 1.0}}, nil, true},
+		{"object", map[string]any{"groups": map[string]any{"a": true}}, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := r.Resolve(context.Background(), Request{Claims: tt.claims})
+			if tt.wantErr {
+				if !errors.Is(err, ErrMalformedClaim) {
+					t.Fatalf("err = %v, want ErrMalformedClaim", err)
+				}
+				return
+			}
+			if err != nil || !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("got %v, %v; want %v", got, err, tt.want)
+			}
+		})
+	}
+}
