@@ -150,6 +150,10 @@ type Handler struct {
 	keyring   *keyring
 	minter    *minter  // upstream_token minted
 	closers   []func() // run in reverse by Cleanup
+
+	// claimFirst: the groups claim is the first resolver; claimOnly: the
+	// only one. Either way its answer depends on the token alone.
+	claimFirst, claimOnly bool
 }
 
 // RemoteEndpoint configures the remote validation endpoint.

@@ -56,6 +56,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.groups = groups
+	names := h.resolverNames()
+	h.claimFirst = names[0] == resolver.SourceClaim
+	h.claimOnly = h.claimFirst && len(names) == 1
 
 	admins := h.Admins
 	if len(admins) == 0 && h.system != nil {

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -54,45 +55,87 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.unauthorized(w, r, repl, verr.Reason, validator.Fingerprint(token), true)
 	}
 
-	groups, err := h.groups.Resolve(r.Context(), resolver.Request{User: id.User, Claims: id.Claims})
+	c, err := h.callerOf(r.Context(), id)
 	if err != nil {
 		if errors.Is(err, resolver.ErrMalformedClaim) {
 			return h.unauthorized(w, r, repl, "malformed_groups", id.TokenID, true)
 		}
 		return h.unavailable(w, r, repl, "group_resolution", id.TokenID, err)
 	}
-	if len(groups.Dropped) > 0 {
-		h.logger.Warn("dropped group names holding a comma or a control character",
-			zap.String("user", id.User), zap.Strings("groups", groups.Dropped), zap.String("token_id", id.TokenID))
-	}
-
-	if h.required != "" && !contains(groups.Names, h.required) && !h.admins.has(id.User, groups.Names) {
+	if !c.allowed {
 		return h.forbidden(w, r, repl, id.User, id.TokenID)
 	}
 
-	joined := strings.Join(groups.Names, ",")
-	r.Header[h.userKey] = []string{id.User}
-	r.Header[h.groupsKey] = []string{joined}
+	// One allocation for the three header values; each slice is capped so
+	// an append by a later handler cannot write into its neighbour.
+	vals := make([]string, 3)
+	vals[0], vals[1] = c.user, c.joined
+	r.Header[h.userKey] = vals[0:1:1]
+	r.Header[h.groupsKey] = vals[1:2:2]
 	switch h.UpstreamToken {
 	case UpstreamSystem:
-		r.Header["Authorization"] = []string{h.system.header()}
+		vals[2] = h.system.header()
+		r.Header["Authorization"] = vals[2:3:3]
 	case UpstreamMinted:
-		bearer, err := h.minter.bearer(id.User, groups.Names)
+		bearer, err := h.minter.bearer(c.user, c.names)
 		if err != nil {
 			return h.unavailable(w, r, repl, "minting", id.TokenID, err)
 		}
-		r.Header["Authorization"] = []string{bearer}
+		vals[2] = bearer
+		r.Header["Authorization"] = vals[2:3:3]
 	case UpstreamNone:
 		delete(r.Header, "Authorization")
 	}
 
-	repl.Set(phUser, id.User)
-	repl.Set(phGroups, joined)
-	repl.Set(phValidator, id.By)
-	repl.Set(phGroupsSource, groups.Source)
-	repl.Set(phTokenID, id.TokenID)
+	repl.Set(phUser, c.userV)
+	repl.Set(phGroups, c.groupsV)
+	repl.Set(phValidator, c.validatorV)
+	repl.Set(phGroupsSource, c.sourceV)
+	repl.Set(phTokenID, c.tokenIDV)
 	h.metrics.outcome(outcomeAuthenticated)
 	return next.ServeHTTP(w, r)
+}
+
+// caller is what the handler works out from a validated identity: the
+// user, the groups and the required_group verdict, with the placeholder
+// values boxed once so that setting them allocates nothing.
+type caller struct {
+	user    string
+	names   []string
+	joined  string
+	allowed bool
+
+	userV, groupsV, validatorV, sourceV, tokenIDV any
+}
+
+// callerOf resolves the identity's groups and applies required_group. When
+// the answer depends on the token alone (the groups claim is asked first and
+// answered, or is the only resolver), it is kept with the cached identity,
+// so a token seen before costs no group resolution at all.
+func (h *Handler) callerOf(ctx context.Context, id *validator.Identity) (*caller, error) {
+	if c, ok := id.Derived().(*caller); ok {
+		return c, nil
+	}
+	groups, err := h.groups.Resolve(ctx, resolver.Request{User: id.User, Claims: id.Claims})
+	if err != nil {
+		return nil, err
+	}
+	if len(groups.Dropped) > 0 {
+		h.logger.Warn("dropped group names holding a comma or a control character",
+			zap.String("user", id.User), zap.Strings("groups", groups.Dropped), zap.String("token_id", id.TokenID))
+	}
+	joined := strings.Join(groups.Names, ",")
+	c := &caller{
+		user:    id.User,
+		names:   groups.Names,
+		joined:  joined,
+		allowed: h.required == "" || contains(groups.Names, h.required) || h.admins.has(id.User, groups.Names),
+		userV:   id.User, groupsV: joined, validatorV: id.By, sourceV: groups.Source, tokenIDV: id.TokenID,
+	}
+	if h.claimOnly || (h.claimFirst && groups.Source == resolver.SourceClaim) {
+		id.SetDerived(c)
+	}
+	return c, nil
 }
 
 // reasonMissing is the failure reason when no bearer token was presented.

@@ -343,3 +343,59 @@ func BenchmarkServeHTTPCached(b *testing.B) {
 		}
 	}
 }
+
+// The steady state (a token seen before, groups from its claim) stays cheap:
+// the issue's bound is 10 allocations per request inside the handler.
+func TestServeHTTPCachedAllocations(t *testing.T) {
+	h, signer := fixture(t, nil)
+	auth := "Bearer " + token(t, signer, "alice", []string{"analysts"})
+	repl := caddy.NewReplacer()
+	w := httptest.NewRecorder()
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+	base := httptest.NewRequest("GET", "/", nil)
+	base = base.WithContext(context.WithValue(base.Context(), caddy.ReplacerCtxKey, repl))
+	hdr := http.Header{}
+	allocs := testing.AllocsPerRun(200, func() {
+		r := *base
+		clear(hdr)
+		hdr["Authorization"] = []string{auth}
+		r.Header = hdr
+		if err := h.ServeHTTP(w, &r, next); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// One of them is the test's own Authorization slice.
+	if allocs > 10 {
+		t.Errorf("cached ServeHTTP allocates %v times per request, want at most 10", allocs)
+	}
+}
+
+// Groups are kept with a cached identity only when they depend on the token
+// alone: when the claim is empty and the group endpoint answers, the
+// endpoint is asked again (here its cache is off).
+func TestServeHTTPDerivedOnlyFromToken(t *testing.T) {
+	var calls int
+	groups := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		w.Write([]byte(`["from-endpoint"]`))
+	}))
+	defer groups.Close()
+	off := caddy.Duration(0)
+	h, signer := fixture(t, func(h *Handler) {
+		h.GroupsEndpoint = &GroupsEndpoint{URL: groups.URL, CacheTTL: &off}
+	})
+	withClaim := token(t, signer, "alice", []string{"analysts"})
+	without := token(t, signer, "bob", nil)
+	for range 3 {
+		for _, tok := range []string{withClaim, without} {
+			r := httptest.NewRequest("GET", "/", nil)
+			r.Header.Set("Authorization", "Bearer "+tok)
+			if _, next, _, err := serve(h, r); err != nil || next.got == nil {
+				t.Fatalf("request refused: %v", err)
+			}
+		}
+	}
+	if calls != 3 {
+		t.Errorf("group endpoint called %d times, want 3 (once per request without a groups claim)", calls)
+	}
+}

@@ -12,7 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/maypok86/otter/v2"
 	"go.uber.org/zap"
@@ -44,12 +46,37 @@ type Identity struct {
 	Expiry time.Time
 	// TokenID is Fingerprint(token), for logs.
 	TokenID string
+
+	// derived is what the caller worked out from this identity; see Derived.
+	derived atomic.Pointer[any]
 }
+
+// Derived returns the value stored with SetDerived, or nil. A cached
+// Identity is handed to every request that presents the same token, so a
+// caller can keep what it computes from the identity alone (the gateway
+// keeps the upstream header values) and skip recomputing it on cache hits.
+func (id *Identity) Derived() any {
+	if p := id.derived.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// SetDerived stores v with the identity. v must depend on nothing but the
+// identity, and be immutable once stored: concurrent requests read it.
+func (id *Identity) SetDerived(v any) { id.derived.Store(&v) }
 
 // Fingerprint identifies a token in logs without revealing it: the first 12
 // hex digits of its SHA-256.
 func Fingerprint(token string) string {
 	return fingerprint(sha256.Sum256([]byte(token)))
+}
+
+// tokenBytes views a token's bytes without copying them, so hashing the
+// token on the cache path (up to max_token_size on every request) allocates
+// nothing. The slice is only ever read.
+func tokenBytes(token string) []byte {
+	return unsafe.Slice(unsafe.StringData(token), len(token))
 }
 
 func fingerprint(sum [32]byte) string {
@@ -205,7 +232,7 @@ func (c *Chain) Validate(ctx context.Context, token string) (*Identity, error) {
 }
 
 func (c *Chain) validate(ctx context.Context, token string) (*Identity, *Error) {
-	sum := sha256.Sum256([]byte(token))
+	sum := sha256.Sum256(tokenBytes(token))
 	now := c.now()
 
 	// The remote endpoint comes first (Okera's order): with one configured,
@@ -304,7 +331,11 @@ func (c *Chain) validateKeys(ctx context.Context, sum [32]byte, token string, to
 	if err != nil {
 		return nil, err, true
 	}
-	id := &Identity{User: sub, Claims: tok.Payload, By: key.Source, TokenID: fingerprint(sum)}
+	by := key.Source
+	if by == "" {
+		by = ByPublicKey
+	}
+	id := &Identity{User: sub, Claims: tok.Payload, By: by, TokenID: fingerprint(sum)}
 	if tc.hasExp {
 		id.Expiry = tc.exp
 	}

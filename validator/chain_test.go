@@ -257,3 +257,14 @@ func TestValidateOddInputs(t *testing.T) {
 		}
 	}
 }
+
+func TestIdentityDerived(t *testing.T) {
+	id := &Identity{User: "alice"}
+	if id.Derived() != nil {
+		t.Fatal("a new identity has a derived value")
+	}
+	id.SetDerived("headers")
+	if got := id.Derived(); got != "headers" {
+		t.Fatalf("Derived = %v", got)
+	}
+}

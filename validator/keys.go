@@ -3,8 +3,10 @@ package validator
 import (
 	"context"
 	"crypto/rsa"
+	"encoding/base64"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -93,6 +95,19 @@ type AvailabilityReporter interface {
 	Unavailable() error
 }
 
+// verifiers are jwx's RSA PKCS #1 v1.5 verifiers, one per accepted
+// algorithm; they hold no per-call state. One jwx cannot create is absent,
+// and its tokens are refused.
+var verifiers = func() map[jwa.SignatureAlgorithm]jws.Verifier {
+	m := map[jwa.SignatureAlgorithm]jws.Verifier{}
+	for _, alg := range []jwa.SignatureAlgorithm{jwa.RS256, jwa.RS512} {
+		if v, err := jws.NewVerifier(alg); err == nil {
+			m[alg] = v
+		}
+	}
+	return m
+}()
+
 // KeyValidator verifies token signatures against a set of key sources. Its
 // zero value is not usable; build it with NewKeyValidator.
 type KeyValidator struct {
@@ -159,7 +174,19 @@ func (k *KeyValidator) verify(ctx context.Context, token string, tok *Token) (*K
 		// closes the classic "HMAC with the RSA public key as secret" hole.
 		return nil, nil, reject(ReasonBadSignature, fmt.Errorf("algorithm %s is not accepted by key validation (RS256 and RS512 only)", quoteShort(tok.Alg)))
 	}
-	buf := []byte(token)
+	// ParseCompact has already checked the three segments strictly; jwx's
+	// verifier gets the exact signing input and signature, so nothing is
+	// parsed twice and jwx's lenient parser never sees the token.
+	dot := strings.LastIndexByte(token, '.')
+	signingInput := []byte(token[:dot])
+	signature, err := base64.RawURLEncoding.DecodeString(token[dot+1:])
+	if err != nil {
+		return nil, nil, malformed("signature is not base64url")
+	}
+	verifier, ok := verifiers[alg]
+	if !ok {
+		return nil, nil, reject(ReasonBadSignature, fmt.Errorf("no %s verifier available", alg))
+	}
 	tried := 0
 	try := func(src KeySource) (*Key, bool) {
 		for _, key := range src.Candidates(ctx, tok.Alg, tok.Kid) {
@@ -167,7 +194,7 @@ func (k *KeyValidator) verify(ctx context.Context, token string, tok *Token) (*K
 				continue
 			}
 			tried++
-			if _, err := jws.Verify(buf, jws.WithCompact(), jws.WithKey(alg, key.Public)); err == nil {
+			if verifier.Verify(signingInput, signature, key.Public) == nil {
 				return key, true
 			}
 		}
