@@ -90,6 +90,10 @@ func (h *Handler) newLDAPResolver() (*resolver.LDAPResolver, error) {
 	cfg.BindDN = c.BindDN
 	// {env.X} and {file.path} keep the secret out of the config itself.
 	cfg.BindPassword = caddy.NewReplacer().ReplaceKnown(c.BindPassword, "")
+	if cfg.BindPassword == c.BindPassword {
+		h.logger.Warn("ldap bind_password is written in the config itself; Caddy logs and autosaves its config, so use {env.NAME} or {file.path} instead",
+			zap.String("bind_dn", c.BindDN))
+	}
 	cfg.BaseDN = c.BaseDN
 	setString(&cfg.UserFilter, c.UserFilter)
 	setString(&cfg.GroupFilter, c.GroupFilter)
@@ -127,7 +131,7 @@ func (h *Handler) newEndpointResolver() (*resolver.EndpointResolver, error) {
 		return nil, fmt.Errorf("groups_endpoint: %w", err)
 	}
 	if h.system == nil {
-		return nil, fmt.Errorf("groups_endpoint: the group endpoint is called with the system token; set system_token")
+		return nil, fmt.Errorf("groups_endpoint: the group endpoint is called with the system token; set system_token, or signing_key for a self-minted one")
 	}
 	system := h.system
 	cfg := resolver.DefaultEndpointConfig()

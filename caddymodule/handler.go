@@ -103,7 +103,8 @@ type Handler struct {
 	Admins []string `json:"admins,omitempty"`
 
 	// SystemToken is the path (or file:// URI) of the token the gateway sends
-	// upstream (Okera's SYSTEM_TOKEN). Required when UpstreamToken is system.
+	// upstream (Okera's SYSTEM_TOKEN). Required when UpstreamToken is system,
+	// unless SigningKey is set: the gateway then mints its own.
 	SystemToken string `json:"system_token,omitempty"`
 
 	// UpstreamToken selects the upstream Authorization header: system

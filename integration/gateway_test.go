@@ -111,10 +111,17 @@ type gateway struct {
 // startGateway starts a gateway in front of a new recording upstream.
 func startGateway(t testing.TB, cfg gatewayConfig) *gateway {
 	t.Helper()
+	return startGatewayEnv(t, cfg)
+}
+
+// startGatewayEnv is startGateway for a Caddy whose environment also holds
+// env ("NAME=value").
+func startGatewayEnv(t testing.TB, cfg gatewayConfig, env ...string) *gateway {
+	t.Helper()
 	up := startUpstream(t)
 	for attempt := 1; ; attempt++ {
 		gw, plain, admin := freeAddr(t), freeAddr(t), freeAddr(t)
-		proc, err := tryStartCaddy(t, withAdmin(cfg.caddyfile(gw, plain, up.Addr()), admin), "caddyfile", admin)
+		proc, err := tryStartCaddy(t, withAdmin(cfg.caddyfile(gw, plain, up.Addr()), admin), "caddyfile", admin, env...)
 		if errors.Is(err, errPortTaken) && attempt < 3 {
 			continue
 		}

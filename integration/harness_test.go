@@ -183,8 +183,10 @@ func startCaddyConfig(t testing.TB, config, adapter, admin string) *caddyProc {
 // freeAddr and Caddy's bind; the caller may retry with new ports.
 var errPortTaken = errors.New("a port of the config was taken")
 
-// tryStartCaddy is startCaddyConfig returning the start-up failure.
-func tryStartCaddy(t testing.TB, config, adapter, admin string) (*caddyProc, error) {
+// tryStartCaddy is startCaddyConfig returning the start-up failure. env
+// ("NAME=value") is added to Caddy's environment: tests running in parallel
+// cannot t.Setenv, and os.Setenv would leak into every other test's Caddy.
+func tryStartCaddy(t testing.TB, config, adapter, admin string, env ...string) (*caddyProc, error) {
 	t.Helper()
 	bin := caddyBinary(t)
 	dir := t.TempDir()
@@ -202,7 +204,7 @@ func tryStartCaddy(t testing.TB, config, adapter, admin string) (*caddyProc, err
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
-	cmd.Env = caddyEnv(dir)
+	cmd.Env = append(caddyEnv(dir), env...)
 	out := new(syncBuffer)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {

@@ -46,8 +46,10 @@ type JWKSConfig struct {
 	// Refresh is how often the set is fetched again; 0 means
 	// DefaultJWKSRefresh. Values under MinJWKSRefresh are refused.
 	Refresh time.Duration
-	// Client makes the requests; nil means a client with a 10 s timeout.
-	// Its Timeout should be set: a fetch that never ends holds a worker.
+	// Client makes the requests; nil means a client with a 10 s timeout
+	// and no keep-alive. Its Timeout should be set: a fetch that never ends
+	// holds a worker. Close closes its idle connections; a transport
+	// without keep-alive has none that could outlive the source.
 	Client *http.Client
 	// Logger receives fetch failures and key-set changes; nil means none.
 	Logger *zap.Logger
@@ -125,7 +127,11 @@ func NewJWKSSource(cfg JWKSConfig) (*JWKSSource, error) {
 		retryMin: cfg.retryMin,
 	}
 	if s.client == nil {
-		s.client = &http.Client{Timeout: defaultJWKSTimeout}
+		// Without keep-alive no connection outlives Close.
+		s.client = &http.Client{
+			Timeout:   defaultJWKSTimeout,
+			Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, DisableKeepAlives: true},
+		}
 	}
 	if s.log == nil {
 		s.log = zap.NewNop()

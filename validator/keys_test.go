@@ -274,3 +274,54 @@ func TestSetKeysConcurrent(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// sloppySource hands out its keys whatever the algorithm asked for.
+type sloppySource struct{ keys []*Key }
+
+func (s *sloppySource) Candidates(context.Context, string, string) []*Key { return s.keys }
+func (s *sloppySource) Current(*Key) bool                                 { return true }
+
+// The validator itself, not only the static source, refuses to use a key
+// with another algorithm than its own: a buggy source cannot reopen
+// algorithm confusion.
+func TestKeyValidatorIgnoresSourceAlgorithmMistakes(t *testing.T) {
+	a, _, _ := testKeys(t)
+	kv := NewKeyValidator(nil)
+	kv.AddSource(&sloppySource{keys: []*Key{{ID: "a", Algorithm: RS512, Public: &a.PublicKey, Source: ByJWKS}}})
+	c := newChain(t, ChainConfig{Keys: kv})
+	wantReject(t, c, sign(t, a, RS256, nil, claims(nil)), ReasonNoMatchingKey)
+	if id := wantValid(t, c, sign(t, a, RS512, nil, claims(nil))); id.By != ByJWKS {
+		t.Fatalf("By %q", id.By)
+	}
+	// A source that leaves Source empty still yields a known By.
+	kv2 := NewKeyValidator(nil)
+	kv2.AddSource(&sloppySource{keys: []*Key{{ID: "a", Algorithm: RS512, Public: &a.PublicKey}}})
+	c2 := newChain(t, ChainConfig{Keys: kv2})
+	if id := wantValid(t, c2, sign(t, a, RS512, nil, claims(nil))); id.By != ByPublicKey {
+		t.Fatalf("By %q, want public_key", id.By)
+	}
+}
+
+func TestStaticCandidates(t *testing.T) {
+	a, b, _ := testKeys(t)
+	kv := NewKeyValidator([]Key{
+		staticKey(a, RS512, "a512"), staticKey(b, RS256, "b256"), staticKey(a, RS256, "a256"),
+		staticKey(b, RS256, "b256"), // listed twice
+	})
+	ids := func(alg string) string {
+		var out []string
+		for _, k := range kv.static.Candidates(context.Background(), alg, "ignored") {
+			out = append(out, k.ID)
+		}
+		return strings.Join(out, ",")
+	}
+	if got := ids(RS256); got != "b256,a256" {
+		t.Fatalf("RS256 candidates %s, want b256,a256 in configuration order", got)
+	}
+	if got := ids(RS512); got != "a512" {
+		t.Fatalf("RS512 candidates %s", got)
+	}
+	if got := ids("HS256"); got != "" {
+		t.Fatalf("HS256 candidates %s", got)
+	}
+}
