@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"crypto/rsa"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -140,5 +141,55 @@ func TestExampleMultiService(t *testing.T) {
 	}
 	if catalogHits.Load() != 1 || plannerHits.Load() != 1 {
 		t.Errorf("data services hit %d and %d times, want 1 each", catalogHits.Load(), plannerHits.Load())
+	}
+}
+
+func TestExampleJWKSIdP(t *testing.T) {
+	k := newKeyFiles(t)
+	idpKey := rsaKey(t, keyIdP)
+	idp := &switchableJWKS{addr: freeAddr(t)}
+	idp.Set(jwkSetOf(t, map[string]*rsa.PublicKey{"idp-1": &idpKey.PublicKey}))
+	idp.Start(t)
+	up := startUpstream(t)
+	gw := freeAddr(t)
+	runExample(t, "jwks-idp", map[string]string{
+		"GATEWAY_ADDR": gw, "JWKS_URL": idp.URL(), "ISSUER": "https://idp.test", "AUDIENCE": "data",
+		"SYSTEM_TOKEN": k.SystemToken, "DATA_ADDR": up.Addr(),
+	})
+	c := userClaims("alice").with("iss", "https://idp.test", "aud", "data", "roles", []string{"Analysts"})
+	delete(c, "groups")
+	tok := signWithHeaders(t, idpKey, jwa.RS256, c, map[string]any{"kid": "idp-1"})
+	if resp := get(t, "http://"+gw+"/", bearer(tok)); resp.Status != http.StatusOK {
+		t.Fatalf("IdP token: %d", resp.Status)
+	}
+	assertIdentity(t, up.Last(t), "X-Okera-User", "X-Okera-Groups", "alice", "analysts")
+	// Another audience, and a token whose kid the IdP does not publish, are refused.
+	other := signWithHeaders(t, idpKey, jwa.RS256, userClaims("alice").with("iss", "https://idp.test", "aud", "billing"), map[string]any{"kid": "idp-1"})
+	assertUnauthorized(t, get(t, "http://"+gw+"/", bearer(other)), "okera", true)
+	unknown := signWithHeaders(t, rsaKey(t, keyB), jwa.RS256, c, map[string]any{"kid": "idp-2"})
+	assertUnauthorized(t, get(t, "http://"+gw+"/", bearer(unknown)), "okera", true)
+}
+
+func TestExampleMintedJWKS(t *testing.T) {
+	dir := t.TempDir()
+	gwKey := rsaKey(t, "issue4-gateway")
+	signing := writePKCS8Private(t, dir, "id_rsa", gwKey)
+	callers := writeSPKI(t, dir, "callers.pub", rsaKey(t, keyA))
+	up := startVerifyingUpstream(t)
+	gw := freeAddr(t)
+	runExample(t, "minted-jwks", map[string]string{
+		"GATEWAY_ADDR": gw, "SIGNING_KEY": signing, "PUBLIC_KEY": callers, "DATA_ADDR": up.Addr(),
+	})
+	up.jwksURL = "http://" + gw + "/.well-known/jwks.json"
+	tok := sign(t, rsaKey(t, keyA), jwa.RS512, userClaims("alice", "Analysts"))
+	if resp := get(t, "http://"+gw+"/tables", bearer(tok)); resp.Status != http.StatusOK {
+		t.Fatalf("request: %d %s", resp.Status, resp.Body)
+	}
+	call := up.Last(t)
+	if call.Err != nil {
+		t.Fatalf("the upstream could not verify the minted token against okera_jwks: %v", call.Err)
+	}
+	if call.Claims["sub"] != "alice" || call.Claims["iss"] != "caddy-okera-auth" || call.Token == tok {
+		t.Errorf("minted claims = %v", call.Claims)
 	}
 }
