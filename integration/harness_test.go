@@ -342,12 +342,18 @@ func (r cmdResult) Output() string { return r.Stdout + r.Stderr }
 // in dir and returns what it printed.
 func runCaddy(t testing.TB, dir string, args ...string) cmdResult {
 	t.Helper()
-	bin := caddyBinary(t)
+	return runCaddyStdin(t, dir, "", args...)
+}
+
+// runCaddyStdin is runCaddy with stdin.
+func runCaddyStdin(t testing.TB, dir, stdin string, args ...string) cmdResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd := exec.CommandContext(ctx, caddyBinary(t), args...)
 	cmd.Dir = dir
 	cmd.Env = caddyEnv(dir)
+	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

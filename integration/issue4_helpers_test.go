@@ -1,21 +1,18 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -297,7 +294,7 @@ func loadConfig(t testing.TB, p *caddyProc, config string) {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Cache-Control", "must-revalidate")
-	resp, err := (&http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}).Do(req)
+	resp, err := (&http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}).Do(req)
 	if err != nil {
 		t.Fatalf("POST /load: %v", err)
 	}
@@ -305,6 +302,9 @@ func loadConfig(t testing.TB, p *caddyProc, config string) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("POST /load answered %s: %s", resp.Status, readAll(t, resp.Body))
 	}
+	// Connections kept alive with the previous config's server are closed
+	// by it as it stops; a client reconnects, and so do the tests.
+	client.CloseIdleConnections()
 }
 
 func readAll(t testing.TB, r io.Reader) string {
@@ -314,30 +314,6 @@ func readAll(t testing.TB, r io.Reader) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-// runCaddyStdin is runCaddy with stdin.
-func runCaddyStdin(t testing.TB, dir, stdin string, args ...string) cmdResult {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, caddyBinary(t), args...)
-	cmd.Dir = dir
-	cmd.Env = caddyEnv(dir)
-	cmd.Stdin = strings.NewReader(stdin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	res := cmdResult{Stdout: stdout.String(), Stderr: stderr.String()}
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exit):
-		res.ExitCode = exit.ExitCode()
-	default:
-		t.Fatalf("running caddy %s: %v", strings.Join(args, " "), err)
-	}
-	return res
 }
 
 // replaceFile swaps a file's content by an atomic rename (a new inode).
