@@ -85,8 +85,14 @@ func ParseCompact(token string) (*Token, error) {
 
 	// One allocation holds both decoded segments.
 	buf := make([]byte, base64.RawURLEncoding.DecodedLen(len(h))+base64.RawURLEncoding.DecodedLen(len(p)))
-	hn := decodeSegment(buf, h)
-	pn := decodeSegment(buf[hn:], p)
+	hn, err := decodeSegment(buf, h)
+	if err != nil {
+		return nil, malformed("header segment is not base64url")
+	}
+	pn, err := decodeSegment(buf[hn:], p)
+	if err != nil {
+		return nil, malformed("payload segment is not base64url")
+	}
 
 	header, err := decodeStrictObject(buf[:hn])
 	if err != nil {
@@ -180,28 +186,14 @@ func checkSegment(name, seg string) error {
 	return nil
 }
 
+// strictB64 is the RFC 7515 alphabet without padding, refusing non-zero
+// trailing bits (checkSegment has said why a segment fails; this decodes).
+var strictB64 = base64.RawURLEncoding.Strict()
+
 // decodeSegment decodes a segment that passed checkSegment into dst and
-// returns the length written. Decoding straight from the string spares the
-// copy that encoding/base64 would need.
-func decodeSegment(dst []byte, seg string) int {
-	n := 0
-	for len(seg) >= 4 {
-		v := uint32(b64url[seg[0]])<<18 | uint32(b64url[seg[1]])<<12 | uint32(b64url[seg[2]])<<6 | uint32(b64url[seg[3]])
-		dst[n], dst[n+1], dst[n+2] = byte(v>>16), byte(v>>8), byte(v)
-		n += 3
-		seg = seg[4:]
-	}
-	switch len(seg) {
-	case 2:
-		v := uint32(b64url[seg[0]])<<18 | uint32(b64url[seg[1]])<<12
-		dst[n] = byte(v >> 16)
-		n++
-	case 3:
-		v := uint32(b64url[seg[0]])<<18 | uint32(b64url[seg[1]])<<12 | uint32(b64url[seg[2]])<<6
-		dst[n], dst[n+1] = byte(v>>16), byte(v>>8)
-		n += 2
-	}
-	return n
+// returns the length written.
+func decodeSegment(dst []byte, seg string) (int, error) {
+	return strictB64.Decode(dst, []byte(seg))
 }
 
 func malformed(msg string) *Error {
