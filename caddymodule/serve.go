@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -129,7 +130,7 @@ func (h *Handler) callerOf(ctx context.Context, id *validator.Identity) (*caller
 		user:    id.User,
 		names:   groups.Names,
 		joined:  joined,
-		allowed: h.required == "" || contains(groups.Names, h.required) || h.admins.has(id.User, groups.Names),
+		allowed: h.required == "" || slices.Contains(groups.Names, h.required) || h.admins.has(id.User, groups.Names),
 		userV:   id.User, groupsV: joined, validatorV: id.By, sourceV: groups.Source, tokenIDV: id.TokenID,
 	}
 	if h.claimOnly || (h.claimFirst && groups.Source == resolver.SourceClaim) {
@@ -252,15 +253,6 @@ func (s adminSet) has(user string, groups []string) bool {
 	}
 	for _, g := range groups {
 		if _, ok := s.groups[g]; ok {
-			return true
-		}
-	}
-	return false
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
 			return true
 		}
 	}

@@ -1,6 +1,7 @@
 package resolver
 
 import (
+	"slices"
 	"strings"
 	"unicode"
 )
@@ -25,19 +26,9 @@ func Normalize(names []string) (kept, dropped []string) {
 			dropped = append(dropped, n)
 			continue
 		}
-		if !contains(kept, n) {
+		if !slices.Contains(kept, n) {
 			kept = append(kept, n)
 		}
 	}
 	return kept, dropped
-}
-
-// contains is linear: group lists are short, and a map would cost more than it saves.
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
