@@ -17,6 +17,12 @@ func Normalize(names []string) (kept, dropped []string) {
 		return nil, nil
 	}
 	kept = make([]string, 0, len(names))
+	// A linear scan is cheapest for the usual handful of groups; a long
+	// list (a directory's thousand groups, a padded claim) gets a set.
+	var seen map[string]struct{}
+	if len(names) > 32 {
+		seen = make(map[string]struct{}, len(names))
+	}
 	for _, n := range names {
 		n = strings.ToLower(strings.TrimSpace(n))
 		if n == "" {
@@ -26,9 +32,15 @@ func Normalize(names []string) (kept, dropped []string) {
 			dropped = append(dropped, n)
 			continue
 		}
-		if !slices.Contains(kept, n) {
-			kept = append(kept, n)
+		if seen != nil {
+			if _, dup := seen[n]; dup {
+				continue
+			}
+			seen[n] = struct{}{}
+		} else if slices.Contains(kept, n) {
+			continue
 		}
+		kept = append(kept, n)
 	}
 	return kept, dropped
 }

@@ -3,7 +3,9 @@ package resolver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -150,5 +152,21 @@ func TestClaimResolver(t *testing.T) {
 				t.Fatalf("got %v, %v; want %v", got, err, tt.want)
 			}
 		})
+	}
+}
+
+// Long lists take the set path; the result is the same first-seen order.
+func TestNormalizeLongList(t *testing.T) {
+	var in, want []string
+	for i := range 100 {
+		g := fmt.Sprintf("G%d", i%40)
+		in = append(in, g)
+		if i < 40 {
+			want = append(want, strings.ToLower(g))
+		}
+	}
+	kept, _ := Normalize(in)
+	if !reflect.DeepEqual(kept, want) {
+		t.Errorf("kept = %v, want %v", kept, want)
 	}
 }
