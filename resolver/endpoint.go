@@ -2,7 +2,6 @@ package resolver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/okeragate/caddy-okera-auth/internal/strictjson"
 )
 
 // maxEndpointBody is the most of an answer the endpoint resolver reads: a
@@ -209,9 +210,11 @@ func (r *EndpointResolver) fetch(ctx context.Context, user string) ([]string, er
 // endpoints use; anything else is an error rather than a guess, since a
 // misread answer would grant or withhold access.
 func parseEndpointGroups(body []byte) ([]string, error) {
-	var v any
-	if err := json.Unmarshal(body, &v); err != nil {
-		return nil, fmt.Errorf("answer is not JSON: %w", err)
+	// Strict JSON, as for every answer the gateway acts on: two "groups"
+	// members could otherwise be read differently by another reader.
+	v, err := strictjson.Decode(body)
+	if err != nil {
+		return nil, fmt.Errorf("answer is not JSON (strictly read): %w", err)
 	}
 	list := v
 	if obj, ok := v.(map[string]any); ok {
@@ -223,35 +226,17 @@ func parseEndpointGroups(body []byte) ([]string, error) {
 	}
 	items, ok := list.([]any)
 	if !ok {
-		return nil, fmt.Errorf(`answer is %s, not a list of groups or {"groups": [...]}`, jsonKind(list))
+		return nil, fmt.Errorf(`answer is %s, not a list of groups or {"groups": [...]}`, strictjson.Kind(list))
 	}
 	groups := make([]string, 0, len(items))
 	for i, item := range items {
 		s, ok := item.(string)
 		if !ok {
-			return nil, fmt.Errorf("group %d is %s, not a string", i, jsonKind(item))
+			return nil, fmt.Errorf("group %d is %s, not a string", i, strictjson.Kind(item))
 		}
 		groups = append(groups, s)
 	}
 	return groups, nil
-}
-
-func jsonKind(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case bool:
-		return "a boolean"
-	case float64:
-		return "a number"
-	case string:
-		return "a string"
-	case []any:
-		return "a list"
-	case map[string]any:
-		return "an object"
-	}
-	return fmt.Sprintf("%T", v)
 }
 
 // Close drops the cache and stops its goroutine, and closes the idle

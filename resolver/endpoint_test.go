@@ -143,7 +143,7 @@ func TestEndpointResolve(t *testing.T) {
 		{user: "nullgrp", wantErr: "null"},
 		{user: "strgrp", wantErr: "a string"},
 		{user: "mixed", wantErr: "group 1 is a number"},
-		{user: "nested", wantErr: "group 0 is a list"},
+		{user: "nested", wantErr: "group 0 is an array"},
 		{user: "trailing", wantErr: "not JSON"},
 		{user: "huge", wantErr: "over 1048576 bytes"},
 		// A redirect could carry the system token elsewhere.

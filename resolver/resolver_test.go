@@ -170,3 +170,16 @@ func TestNormalizeLongList(t *testing.T) {
 		t.Errorf("kept = %v, want %v", kept, want)
 	}
 }
+
+// Two "groups" members could be read differently by two parsers; the
+// answer is refused rather than one of them picked.
+func TestParseEndpointGroupsStrict(t *testing.T) {
+	for _, body := range []string{
+		`{"groups":["a"],"groups":["admin"]}`,
+		"[\"a\xff\"]",
+	} {
+		if g, err := parseEndpointGroups([]byte(body)); err == nil {
+			t.Errorf("parseEndpointGroups(%q) = %v, want an error", body, g)
+		}
+	}
+}

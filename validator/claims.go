@@ -11,6 +11,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/okeragate/caddy-okera-auth/internal/strictjson"
 )
 
 // ClaimPolicy holds the claim checks of SPEC 2.4 that apply whoever validated
@@ -111,10 +113,10 @@ func (p *ClaimPolicy) checkIssuer(claims map[string]any) *Error {
 	}
 	iss, ok := v.(string)
 	if !ok {
-		return reject(ReasonInvalidClaim, fmt.Errorf("iss is %s, want a string", jsonKind(v)))
+		return reject(ReasonInvalidClaim, fmt.Errorf("iss is %s, want a string", strictjson.Kind(v)))
 	}
 	if !slices.Contains(p.Issuers, iss) {
-		return reject(ReasonIssuer, fmt.Errorf("issuer %s is not allowed", quoteShort(iss)))
+		return reject(ReasonIssuer, fmt.Errorf("issuer %s is not allowed", strictjson.Excerpt(iss)))
 	}
 	return nil
 }
@@ -137,7 +139,7 @@ func (p *ClaimPolicy) checkAudience(claims map[string]any) *Error {
 		// when an allowed audience appears in it.
 		for _, item := range aud {
 			if _, ok := item.(string); !ok {
-				return reject(ReasonInvalidClaim, fmt.Errorf("aud holds %s, want strings only", jsonKind(item)))
+				return reject(ReasonInvalidClaim, fmt.Errorf("aud holds %s, want strings only", strictjson.Kind(item)))
 			}
 		}
 		for _, item := range aud {
@@ -146,7 +148,7 @@ func (p *ClaimPolicy) checkAudience(claims map[string]any) *Error {
 			}
 		}
 	default:
-		return reject(ReasonInvalidClaim, fmt.Errorf("aud is %s, want a string or a list of strings", jsonKind(v)))
+		return reject(ReasonInvalidClaim, fmt.Errorf("aud is %s, want a string or a list of strings", strictjson.Kind(v)))
 	}
 	return reject(ReasonAudience, errors.New("no allowed audience in aud"))
 }
@@ -162,7 +164,7 @@ func numericDate(claims map[string]any, name string) (time.Time, bool, *Error) {
 	}
 	n, ok := v.(json.Number)
 	if !ok {
-		return time.Time{}, true, reject(ReasonInvalidClaim, fmt.Errorf("%s is %s, want a number", name, jsonKind(v)))
+		return time.Time{}, true, reject(ReasonInvalidClaim, fmt.Errorf("%s is %s, want a number", name, strictjson.Kind(v)))
 	}
 	s := string(n)
 	if !strings.ContainsAny(s, ".eE") {
@@ -187,8 +189,10 @@ func dateOutOfRange(name string) *Error {
 // Subject returns the sub claim if it satisfies SPEC 2.4: a non-empty,
 // non-blank string of valid UTF-8 without control characters (the user
 // becomes a header value and a log field, where a control character could
-// forge either). Absent, null, empty or blank is missing_sub; another type or
-// a control character is invalid_claim. The error is an *Error.
+// forge either) and without leading or trailing whitespace (which the
+// header would lose). Absent, null, empty or blank is missing_sub; another
+// type, a control character or surrounding whitespace is invalid_claim. The
+// error is an *Error.
 func Subject(claims map[string]any) (string, error) {
 	sub, err := subject(claims)
 	if err != nil {
@@ -204,7 +208,7 @@ func subject(claims map[string]any) (string, *Error) {
 	}
 	sub, ok := v.(string)
 	if !ok {
-		return "", reject(ReasonInvalidClaim, fmt.Errorf("sub is %s, want a string", jsonKind(v)))
+		return "", reject(ReasonInvalidClaim, fmt.Errorf("sub is %s, want a string", strictjson.Kind(v)))
 	}
 	if strings.TrimFunc(sub, unicode.IsSpace) == "" {
 		return "", reject(ReasonMissingSub, errors.New("sub is empty or blank"))
@@ -214,6 +218,12 @@ func subject(claims map[string]any) (string, *Error) {
 	}
 	if strings.IndexFunc(sub, unicode.IsControl) >= 0 {
 		return "", reject(ReasonInvalidClaim, errors.New("sub contains a control character"))
+	}
+	// A header value has no leading or trailing whitespace (RFC 9110 5.5):
+	// net/http trims it on the way upstream, and LDAP's string preparation
+	// ignores it, so " alice" would act as alice with alice's groups.
+	if strings.TrimFunc(sub, unicode.IsSpace) != sub {
+		return "", reject(ReasonInvalidClaim, errors.New("sub has leading or trailing whitespace"))
 	}
 	return sub, nil
 }

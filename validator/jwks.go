@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/okeragate/caddy-okera-auth/internal/strictjson"
+
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"go.uber.org/zap"
@@ -231,7 +233,7 @@ func (s *JWKSSource) install(set jwk.Set) {
 		jk, _ := set.Key(i)
 		keys, why := keysFromJWK(jk)
 		if why != "" {
-			skipped = append(skipped, fmt.Sprintf("%s (%s)", quoteShort(jk.KeyID()), why))
+			skipped = append(skipped, fmt.Sprintf("%s (%s)", strictjson.Excerpt(jk.KeyID()), why))
 			continue
 		}
 		for _, key := range keys {
@@ -278,7 +280,7 @@ func keysFromJWK(jk jwk.Key) ([]*Key, string) {
 	case jk.KeyType() != jwa.RSA:
 		return nil, "not an RSA key"
 	case jk.KeyUsage() != "" && jk.KeyUsage() != string(jwk.ForSignature):
-		return nil, "use is " + quoteShort(jk.KeyUsage())
+		return nil, "use is " + strictjson.Excerpt(jk.KeyUsage())
 	}
 	if ops := jk.KeyOps(); len(ops) > 0 && !slices.Contains(ops, jwk.KeyOpVerify) {
 		return nil, "key_ops without verify"
@@ -301,7 +303,7 @@ func keysFromJWK(jk jwk.Key) ([]*Key, string) {
 	case RS256, RS512:
 		algs = []string{alg}
 	default:
-		return nil, "alg " + quoteShort(alg) + " (RS256 and RS512 only)"
+		return nil, "alg " + strictjson.Excerpt(alg) + " (RS256 and RS512 only)"
 	}
 	keys := make([]*Key, len(algs))
 	for i, alg := range algs {

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/okeragate/caddy-okera-auth/internal/strictjson"
+
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jws"
 )
@@ -172,7 +174,7 @@ func (k *KeyValidator) verify(ctx context.Context, token string, tok *Token) (*K
 		// none, HS*, ES*, PS*...: no key here verifies with them, whatever
 		// keys are configured. Refusing before any key is looked at is what
 		// closes the classic "HMAC with the RSA public key as secret" hole.
-		return nil, nil, reject(ReasonBadSignature, fmt.Errorf("algorithm %s is not accepted by key validation (RS256 and RS512 only)", quoteShort(tok.Alg)))
+		return nil, nil, reject(ReasonBadSignature, fmt.Errorf("algorithm %s is not accepted by key validation (RS256 and RS512 only)", strictjson.Excerpt(tok.Alg)))
 	}
 	// ParseCompact has already checked the three segments strictly; jwx's
 	// verifier gets the exact signing input and signature, so nothing is

@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/okeragate/caddy-okera-auth/internal/strictjson"
+
 	"github.com/maypok86/otter/v2"
 	"golang.org/x/sync/singleflight"
 )
@@ -225,7 +227,7 @@ func (r *remote) call(ctx context.Context, token string) (map[string]any, *Error
 	if !json.Valid(body) {
 		return nil, unavailable(fmt.Errorf("remote endpoint answered %d with a body that is not JSON", resp.StatusCode))
 	}
-	answer, err := decodeStrictObject(body)
+	answer, err := strictjson.DecodeObject(body)
 	if err != nil {
 		return nil, reject(ReasonRemoteRejected, fmt.Errorf("remote endpoint answered %d without a usable JSON object: %w", resp.StatusCode, err))
 	}

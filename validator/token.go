@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/okeragate/caddy-okera-auth/internal/strictjson"
 )
 
 // Token is a JWS in compact serialization that passed ParseCompact. Nothing in
@@ -94,7 +96,7 @@ func ParseCompact(token string) (*Token, error) {
 		return nil, malformed("payload segment is not base64url")
 	}
 
-	header, err := decodeStrictObject(buf[:hn])
+	header, err := strictjson.DecodeObject(buf[:hn])
 	if err != nil {
 		return nil, malformed("header: " + err.Error())
 	}
@@ -102,7 +104,7 @@ func ParseCompact(token string) (*Token, error) {
 	if err := tok.checkHeader(); err != nil {
 		return nil, err
 	}
-	payload, err := decodeStrictObject(buf[hn : hn+pn])
+	payload, err := strictjson.DecodeObject(buf[hn : hn+pn])
 	if err != nil {
 		return nil, malformed("payload: " + err.Error())
 	}
@@ -116,13 +118,13 @@ func (t *Token) checkHeader() error {
 		if _, present := t.Header["alg"]; !present {
 			return malformed("header: no alg")
 		}
-		return malformed("header: alg is " + jsonKind(t.Header["alg"]) + ", want a non-empty string")
+		return malformed("header: alg is " + strictjson.Kind(t.Header["alg"]) + ", want a non-empty string")
 	}
 	t.Alg = alg
 	if v, present := t.Header["kid"]; present {
 		kid, ok := v.(string)
 		if !ok {
-			return malformed("header: kid is " + jsonKind(v) + ", want a string")
+			return malformed("header: kid is " + strictjson.Kind(v) + ", want a string")
 		}
 		t.Kid = kid
 	}
@@ -138,7 +140,7 @@ func (t *Token) checkHeader() error {
 	if v, present := t.Header["cty"]; present {
 		cty, ok := v.(string)
 		if !ok {
-			return malformed("header: cty is " + jsonKind(v) + ", want a string")
+			return malformed("header: cty is " + strictjson.Kind(v) + ", want a string")
 		}
 		if strings.EqualFold(cty, "JWT") {
 			return malformed("header: cty is JWT; nested tokens are refused")

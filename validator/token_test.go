@@ -6,6 +6,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/okeragate/caddy-okera-auth/internal/strictjson"
 )
 
 const (
@@ -62,7 +64,7 @@ func TestParseCompactAccepts(t *testing.T) {
 		{"alg HS256 parses", compact(`{"alg":"HS256"}`, okPayload), "HS256", ""},
 		// Header keys and URLs are ignored, not refused.
 		{"jwk and jku ignored", compact(`{"alg":"RS256","jwk":{"kty":"RSA","n":"AQAB","e":"AQAB"},"jku":"https://evil.example/k"}`, okPayload), "RS256", ""},
-		{"nesting at the limit", compact(okHeader, `{"sub":"a","x":`+strings.Repeat("[", maxJSONDepth-1)+strings.Repeat("]", maxJSONDepth-1)+`}`), "RS256", "k1"},
+		{"nesting at the limit", compact(okHeader, `{"sub":"a","x":`+strings.Repeat("[", strictjson.MaxDepth-1)+strings.Repeat("]", strictjson.MaxDepth-1)+`}`), "RS256", "k1"},
 		{"escaped member names", compact(okHeader, `{"s\u0075b":"alice"}`), "RS256", "k1"},
 	}
 	for _, tt := range tests {
@@ -123,7 +125,7 @@ func TestParseCompactRefuses(t *testing.T) {
 	if len(hOdd)%4 == 0 || len(pOdd)%4 == 0 || len(sOdd)%4 == 0 {
 		t.Fatal("test segments need lengths that are not multiples of 4")
 	}
-	deep := `{"sub":"a","x":` + strings.Repeat("[", maxJSONDepth) + strings.Repeat("]", maxJSONDepth) + `}`
+	deep := `{"sub":"a","x":` + strings.Repeat("[", strictjson.MaxDepth) + strings.Repeat("]", strictjson.MaxDepth) + `}`
 
 	tests := []struct {
 		name  string

@@ -1,4 +1,4 @@
-package validator
+package strictjson
 
 import (
 	"bytes"
@@ -27,7 +27,7 @@ func TestDecodeStrictObjectMatchesEncodingJSON(t *testing.T) {
 		`{"HEX":"\u00E9\u00e9"}`,
 	}
 	for _, in := range inputs {
-		got, err := decodeStrictObject([]byte(in))
+		got, err := DecodeObject([]byte(in))
 		if err != nil {
 			t.Fatalf("%s: %v", in, err)
 		}
@@ -56,12 +56,12 @@ func TestDecodeStrictObjectRefusesInvalidJSON(t *testing.T) {
 		if json.Valid([]byte(in)) {
 			t.Fatalf("test input %q is valid JSON", in)
 		}
-		if _, err := decodeStrictObject([]byte(in)); err == nil {
+		if _, err := DecodeObject([]byte(in)); err == nil {
 			t.Fatalf("%q accepted", in)
 		}
 	}
 	// Sanity: the messages carry no input beyond a clipped member name.
-	_, err := decodeStrictObject([]byte(`{"` + strings.Repeat("k", 100) + `":1,"` + strings.Repeat("k", 100) + `":2}`))
+	_, err := DecodeObject([]byte(`{"` + strings.Repeat("k", 100) + `":1,"` + strings.Repeat("k", 100) + `":2}`))
 	if err == nil || len(err.Error()) > 80 {
 		t.Fatalf("duplicate long name: %v", err)
 	}

@@ -1,4 +1,10 @@
-package validator
+// Package strictjson decodes JSON the way a security boundary must: one
+// value, valid UTF-8, no duplicate member names at any depth, bounded
+// nesting, nothing after the value. The gateway reads token headers and
+// payloads, remote validation answers and group endpoint answers with it,
+// so that it and any other reader of the same bytes cannot disagree about
+// what they say.
+package strictjson
 
 import (
 	"encoding/json"
@@ -9,13 +15,13 @@ import (
 	"unicode/utf8"
 )
 
-// maxJSONDepth bounds the nesting of header, payload and endpoint answers
+// MaxDepth bounds the nesting of header, payload and endpoint answers
 // (the top-level object counts as one level). The parser recurses once per
 // level; no real claim set nests past a handful of levels, so 64 costs
 // nothing legitimate and bounds the stack for any input size.
-const maxJSONDepth = 64
+const MaxDepth = 64
 
-// decodeStrictObject decodes data as exactly one RFC 8259 JSON object,
+// DecodeObject decodes data as exactly one RFC 8259 JSON object,
 // refusing what encoding/json silently tolerates: invalid UTF-8 (which it
 // replaces with U+FFFD), duplicate member names at any depth (which it
 // resolves by keeping the last one, while other parsers keep the first: two
@@ -29,7 +35,7 @@ const maxJSONDepth = 64
 // It is a small hand-written parser rather than a walk over json.Decoder
 // tokens because it runs on every new token: one pass, no reflection, one
 // allocation per string.
-func decodeStrictObject(data []byte) (map[string]any, error) {
+func DecodeObject(data []byte) (map[string]any, error) {
 	if !utf8.Valid(data) {
 		return nil, errors.New("not valid UTF-8")
 	}
@@ -51,6 +57,28 @@ func decodeStrictObject(data []byte) (map[string]any, error) {
 		return nil, errors.New("data after the JSON object")
 	}
 	return obj, nil
+}
+
+// Decode decodes data as exactly one JSON value of any type, with the
+// rules of DecodeObject.
+func Decode(data []byte) (any, error) {
+	if !utf8.Valid(data) {
+		return nil, errors.New("not valid UTF-8")
+	}
+	p := jsonParser{s: data}
+	p.skipSpace()
+	if p.i >= len(p.s) {
+		return nil, errors.New("not JSON: no value")
+	}
+	v, err := p.value(0)
+	if err != nil {
+		return nil, err
+	}
+	p.skipSpace()
+	if p.i != len(p.s) {
+		return nil, errors.New("data after the JSON value")
+	}
+	return v, nil
 }
 
 type jsonParser struct {
@@ -102,7 +130,7 @@ func (p *jsonParser) object(depth int) (map[string]any, error) {
 			return nil, err
 		}
 		if _, dup := obj[name]; dup {
-			return nil, fmt.Errorf("duplicate member name %s", quoteShort(name))
+			return nil, fmt.Errorf("duplicate member name %s", Excerpt(name))
 		}
 		if p.next() != ':' {
 			return nil, p.fail("expected ':' after a member name")
@@ -153,8 +181,8 @@ func (p *jsonParser) array(depth int) ([]any, error) {
 func (p *jsonParser) value(depth int) (any, error) {
 	switch c := p.next(); {
 	case c == '{' || c == '[':
-		if depth >= maxJSONDepth {
-			return nil, fmt.Errorf("JSON nested deeper than %d levels", maxJSONDepth)
+		if depth >= MaxDepth {
+			return nil, fmt.Errorf("JSON nested deeper than %d levels", MaxDepth)
 		}
 		p.i++
 		if c == '{' {
@@ -388,9 +416,9 @@ func kindOfByte(c byte) string {
 	return "something that is not JSON"
 }
 
-// jsonKind names the JSON type of a decoded value, for messages that must
+// Kind names the JSON type of a decoded value, for messages that must
 // not echo the value itself.
-func jsonKind(v any) string {
+func Kind(v any) string {
 	switch v.(type) {
 	case nil:
 		return "null"
@@ -408,9 +436,9 @@ func jsonKind(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
-// quoteShort quotes attacker-controlled text for an error message, cut to a
-// length that keeps log lines readable.
-func quoteShort(s string) string {
+// Excerpt quotes text taken from untrusted input for an error message, cut
+// to a length that keeps log lines readable.
+func Excerpt(s string) string {
 	const max = 40
 	if len(s) > max {
 		cut := max
