@@ -1,6 +1,6 @@
 # caddy-okera-auth. `make demo` runs the gateway; `make test` runs every test.
 SHELL := /bin/bash
-GO_SOURCES := $(shell find . -name '*.go' -not -path './integration/*' -not -path './.git/*') go.mod go.sum
+GO_SOURCES := $(shell find . -name '*.go' -not -name '*_test.go' -not -path './.git/*') go.mod go.sum
 DEMO_USER ?= alice
 DEMO_GROUPS ?= analysts,Data-Engineers
 
@@ -48,3 +48,10 @@ fmt:
 
 clean:
 	rm -f caddy
+
+# Load test against a bare reverse_proxy, plus the Go micro-benchmarks;
+# writes bench/RESULTS.md. Never part of `make test`. Knobs (environment):
+# BENCH_ROUNDS, BENCH_DURATION, BENCH_CONCURRENCY, more in bench/config_test.go.
+.PHONY: bench
+bench: caddy
+	CADDY_BIN=$(CURDIR)/caddy go test -tags bench -run '^TestGatewayBench$$' -count=1 -v -timeout 30m ./bench/

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/okeragate/caddy-okera-auth/resolver"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/okeragate/caddy-okera-auth/validator"
@@ -31,9 +33,14 @@ type metrics struct {
 	groupResolutions   *prometheus.CounterVec
 	systemTokenExpiry  prometheus.Gauge
 
-	// byOutcome holds the requests_total children, looked up without
-	// allocating on every request.
-	byOutcome map[string]prometheus.Counter
+	// The children of the labelled collectors, made once: looking one up
+	// in a map allocates nothing, WithLabelValues does. Written only in
+	// newMetrics, so concurrent reads need no lock.
+	byOutcome    map[string]prometheus.Counter
+	byCache      map[[2]string]prometheus.Counter // cache, result
+	byResolution map[[2]string]prometheus.Counter // source, result
+	byValidation map[[2]string]prometheus.Counter // validator, result
+	byDuration   map[string]prometheus.Observer
 }
 
 var (
@@ -69,12 +76,41 @@ func newMetrics() *metrics {
 			Namespace: ns, Subsystem: sub, Name: "system_token_expiry_timestamp_seconds",
 			Help: "Unix time at which the system token in force expires (0: no exp).",
 		}),
-		byOutcome: map[string]prometheus.Counter{},
+		byOutcome:    map[string]prometheus.Counter{},
+		byCache:      map[[2]string]prometheus.Counter{},
+		byResolution: map[[2]string]prometheus.Counter{},
+		byValidation: map[[2]string]prometheus.Counter{},
+		byDuration:   map[string]prometheus.Observer{},
 	}
 	for _, o := range []string{outcomeAuthenticated, outcomeMissingToken, outcomeInvalidToken, outcomeUnavailable, outcomeForbidden} {
 		m.byOutcome[o] = m.requests.WithLabelValues(o)
 	}
+	for _, c := range []string{validator.ValidatorKeys, validator.ValidatorRemote, "ldap", "endpoint", "minted"} {
+		for _, r := range []string{"hit", "miss"} {
+			m.byCache[[2]string{c, r}] = m.cacheRequests.WithLabelValues(c, r)
+		}
+	}
+	for _, src := range []string{resolver.SourceClaim, resolver.SourceLDAP, resolver.SourceEndpoint} {
+		for _, r := range []string{resolver.ResultGroups, resolver.ResultEmpty, resolver.ResultError} {
+			m.byResolution[[2]string{src, r}] = m.groupResolutions.WithLabelValues(src, r)
+		}
+	}
+	for _, v := range []string{validator.ValidatorKeys, validator.ValidatorRemote} {
+		for _, r := range []string{validator.ResultValid, validator.ResultRejected, validator.ResultUnavailable} {
+			m.byValidation[[2]string{v, r}] = m.validations.WithLabelValues(v, r)
+		}
+		m.byDuration[v] = m.validationDuration.WithLabelValues(v)
+	}
 	return m
+}
+
+// child returns the precomputed child for labels, or makes one (for a
+// label value added to the code without being added above).
+func child(pre map[[2]string]prometheus.Counter, vec *prometheus.CounterVec, a, b string) prometheus.Counter {
+	if c, ok := pre[[2]string{a, b}]; ok {
+		return c
+	}
+	return vec.WithLabelValues(a, b)
 }
 
 // registerMetrics returns the process's collectors, registered into reg.
@@ -100,8 +136,12 @@ func (m *metrics) outcome(o string) { m.byOutcome[o].Inc() }
 
 // ObserveValidation implements validator.Observer.
 func (m *metrics) ObserveValidation(v, result string, elapsed time.Duration) {
-	m.validations.WithLabelValues(v, result).Inc()
-	m.validationDuration.WithLabelValues(v).Observe(elapsed.Seconds())
+	child(m.byValidation, m.validations, v, result).Inc()
+	d, ok := m.byDuration[v]
+	if !ok {
+		d = m.validationDuration.WithLabelValues(v)
+	}
+	d.Observe(elapsed.Seconds())
 }
 
 // ObserveCache implements validator.Observer.
@@ -112,13 +152,13 @@ func (m *metrics) cache(cache string, hit bool) {
 	if hit {
 		result = "hit"
 	}
-	m.cacheRequests.WithLabelValues(cache, result).Inc()
+	child(m.byCache, m.cacheRequests, cache, result).Inc()
 }
 
 // cacheObserver returns a hook that counts lookups of one cache.
 func (m *metrics) cacheObserver(cache string) func(bool) {
-	hit := m.cacheRequests.WithLabelValues(cache, "hit")
-	miss := m.cacheRequests.WithLabelValues(cache, "miss")
+	hit := child(m.byCache, m.cacheRequests, cache, "hit")
+	miss := child(m.byCache, m.cacheRequests, cache, "miss")
 	return func(h bool) {
 		if h {
 			hit.Inc()
@@ -130,7 +170,7 @@ func (m *metrics) cacheObserver(cache string) func(bool) {
 
 // groupResolution counts one resolver answer.
 func (m *metrics) groupResolution(source, result string) {
-	m.groupResolutions.WithLabelValues(source, result).Inc()
+	child(m.byResolution, m.groupResolutions, source, result).Inc()
 }
 
 // systemTokenExpires records the expiry of the system token in force.

@@ -117,6 +117,8 @@ func (h *Handler) buildValidator() (*validator.Chain, error) {
 		CacheSize: h.VerifyCacheSize,
 		Logger:    h.logger,
 		Observer:  h.metrics,
+		// The groups claim is all the handler reads of a validated token.
+		KeepClaims: []string{h.GroupsClaim},
 	}
 	if re := h.RemoteEndpoint; re != nil {
 		cfg.Remote = &validator.RemoteValidator{

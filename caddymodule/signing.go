@@ -122,6 +122,9 @@ func (h *Handler) provisionOwnKeys() error {
 			return err
 		}
 		h.keyring.closers = append(h.keyring.closers, m.close)
+		if h.metrics != nil {
+			m.observe = h.metrics.cacheObserver("minted")
+		}
 		h.minter = m
 	}
 	if h.SystemToken == "" {
@@ -181,6 +184,9 @@ type minter struct {
 	cache  *otter.Cache[[32]byte, *mintedToken]
 	flight singleflight.Group
 	signs  atomic.Int64 // tokens signed, for tests and debugging
+
+	// observe, when set, is told whether each request reused a token.
+	observe func(hit bool)
 }
 
 type mintedToken struct {
@@ -224,7 +230,12 @@ func mintKey(user string, groups []string) [32]byte {
 func (m *minter) bearer(user string, groups []string) (string, error) {
 	key := mintKey(user, groups)
 	signer := m.signer()
-	if t, ok := m.cache.GetIfPresent(key); ok && t.signer == signer && m.now().Before(t.renewAt) {
+	t, ok := m.cache.GetIfPresent(key)
+	hit := ok && t.signer == signer && m.now().Before(t.renewAt)
+	if m.observe != nil {
+		m.observe(hit)
+	}
+	if hit {
 		return t.bearer, nil
 	}
 	v, err, _ := m.flight.Do(string(key[:]), func() (any, error) {

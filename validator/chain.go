@@ -128,6 +128,11 @@ type ChainConfig struct {
 	Logger *zap.Logger
 	// Observer receives events for metrics; nil means none.
 	Observer Observer
+	// KeepClaims names the claims an Identity keeps (the groups claim, for
+	// the gateway); nil keeps them all. A cached Identity lives as long as
+	// its token, so a gateway holding 100 000 of them keeps only what it
+	// reads.
+	KeepClaims []string
 }
 
 // Chain validates tokens (SPEC 2). It is safe for concurrent use.
@@ -139,6 +144,7 @@ type Chain struct {
 	now      func() time.Time
 	log      *zap.Logger
 	observer Observer
+	keep     []string // nil: all claims
 }
 
 // NewChain checks cfg and builds a chain. It makes no network call.
@@ -166,6 +172,7 @@ func NewChain(cfg ChainConfig) (*Chain, error) {
 		now:      cfg.Now,
 		log:      cfg.Logger,
 		observer: cfg.Observer,
+		keep:     slices.Clone(cfg.KeepClaims),
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -189,6 +196,7 @@ func NewChain(cfg ChainConfig) (*Chain, error) {
 			c.Close()
 			return nil, err
 		}
+		c.remote.keep = c.keep
 	}
 	return c, nil
 }
@@ -335,7 +343,7 @@ func (c *Chain) validateKeys(ctx context.Context, sum [32]byte, token string, to
 	if by == "" {
 		by = ByPublicKey
 	}
-	id := &Identity{User: sub, Claims: tok.Payload, By: by, TokenID: fingerprint(sum)}
+	id := &Identity{User: sub, Claims: keepClaims(tok.Payload, c.keep), By: by, TokenID: fingerprint(sum)}
 	if tc.hasExp {
 		id.Expiry = tc.exp
 	}
@@ -371,4 +379,19 @@ func (c *Chain) debug(msg string, sum [32]byte, err *Error) {
 	if ce := c.log.Check(zap.DebugLevel, msg); ce != nil {
 		ce.Write(zap.String("token_id", fingerprint(sum)), zap.String("reason", err.Reason), zap.Error(err.Err))
 	}
+}
+
+// keepClaims returns the claims named in keep (all of them when keep is
+// nil), sharing the values.
+func keepClaims(claims map[string]any, keep []string) map[string]any {
+	if keep == nil {
+		return claims
+	}
+	out := make(map[string]any, len(keep))
+	for _, name := range keep {
+		if v, ok := claims[name]; ok {
+			out[name] = v
+		}
+	}
+	return out
 }

@@ -268,3 +268,14 @@ func TestIdentityDerived(t *testing.T) {
 		t.Fatalf("Derived = %v", got)
 	}
 }
+
+func TestKeepClaims(t *testing.T) {
+	claims := map[string]any{"sub": "alice", "groups": []any{"a"}, "big": "x"}
+	if got := keepClaims(claims, nil); len(got) != 3 {
+		t.Errorf("nil keep dropped claims: %v", got)
+	}
+	got := keepClaims(claims, []string{"groups", "absent"})
+	if len(got) != 1 || got["groups"] == nil {
+		t.Errorf("keep [groups] = %v", got)
+	}
+}
