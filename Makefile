@@ -4,7 +4,7 @@ GO_SOURCES := $(shell find . -name '*.go' -not -name '*_test.go' -not -path './.
 DEMO_USER ?= alice
 DEMO_GROUPS ?= analysts,Data-Engineers
 
-.PHONY: all build demo test unit integration vet fmt clean
+.PHONY: all build demo test unit integration vet fmt clean fuzz
 
 all: build
 
@@ -55,3 +55,7 @@ clean:
 .PHONY: bench
 bench: caddy
 	CADDY_BIN=$(CURDIR)/caddy go test -tags bench -run '^TestGatewayBench$$' -count=1 -v -timeout 30m ./bench/
+
+# Every Go fuzz target for FUZZTIME each (default 10s); see fuzz.sh.
+fuzz:
+	./fuzz.sh
