@@ -1,14 +1,14 @@
 package validator
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
-	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -196,250 +196,65 @@ func depthOver(data []byte, max int) bool {
 	return false
 }
 
-// oracleObject is a reference RFC 8259 parser written for the fuzz tests,
-// independent of the product's decoder: one JSON object, UTF-8 only,
-// duplicate member names (compared after unescaping) refused, numbers as
-// json.Number, lone surrogate escapes read as U+FFFD like encoding/json.
+// oracleObject is the reference the fuzz tests compare the product's
+// decoder with: encoding/json's tokenizer (independent of strictjson),
+// refusing what strictjson refuses: invalid UTF-8, anything but one object,
+// duplicate member names after unescaping, trailing data. Numbers are
+// json.Number; encoding/json reads lone surrogate escapes as U+FFFD.
 func oracleObject(data []byte) (map[string]any, error) {
 	if !utf8.Valid(data) {
 		return nil, errors.New("not UTF-8")
 	}
-	p := &oracleParser{s: data}
-	p.ws()
-	if p.peek() != '{' {
-		return nil, errors.New("not an object")
-	}
-	v, err := p.value(0)
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	v, err := oracleValue(dec)
 	if err != nil {
 		return nil, err
 	}
-	p.ws()
-	if p.i != len(p.s) {
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, errors.New("not an object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("trailing data")
 	}
-	return v.(map[string]any), nil
+	return obj, nil
 }
 
-type oracleParser struct {
-	s []byte
-	i int
-}
-
-func (p *oracleParser) peek() byte {
-	if p.i < len(p.s) {
-		return p.s[p.i]
+func oracleValue(dec *json.Decoder) (any, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
 	}
-	return 0
-}
-
-func (p *oracleParser) ws() {
-	for p.i < len(p.s) {
-		switch p.s[p.i] {
-		case ' ', '\t', '\n', '\r':
-			p.i++
-		default:
-			return
-		}
-	}
-}
-
-func (p *oracleParser) value(depth int) (any, error) {
-	if depth > 10000 {
-		return nil, errors.New("too deep")
-	}
-	p.ws()
-	switch c := p.peek(); {
-	case c == '{':
-		p.i++
+	switch tok {
+	case json.Delim('{'):
 		obj := map[string]any{}
-		p.ws()
-		if p.peek() == '}' {
-			p.i++
-			return obj, nil
-		}
-		for {
-			p.ws()
-			if p.peek() != '"' {
-				return nil, errors.New("member name is not a string")
-			}
-			name, err := p.str()
+		for dec.More() {
+			k, err := dec.Token()
 			if err != nil {
 				return nil, err
 			}
+			name := k.(string)
 			if _, dup := obj[name]; dup {
-				return nil, errors.New("duplicate member " + strconv.Quote(name))
+				return nil, errors.New("duplicate member")
 			}
-			p.ws()
-			if p.peek() != ':' {
-				return nil, errors.New("no colon")
+			if obj[name], err = oracleValue(dec); err != nil {
+				return nil, err
 			}
-			p.i++
-			v, err := p.value(depth + 1)
+		}
+		_, err := dec.Token() // '}'
+		return obj, err
+	case json.Delim('['):
+		list := []any{}
+		for dec.More() {
+			v, err := oracleValue(dec)
 			if err != nil {
 				return nil, err
 			}
-			obj[name] = v
-			p.ws()
-			switch p.peek() {
-			case ',':
-				p.i++
-			case '}':
-				p.i++
-				return obj, nil
-			default:
-				return nil, errors.New("bad object")
-			}
+			list = append(list, v)
 		}
-	case c == '[':
-		p.i++
-		arr := []any{}
-		p.ws()
-		if p.peek() == ']' {
-			p.i++
-			return arr, nil
-		}
-		for {
-			v, err := p.value(depth + 1)
-			if err != nil {
-				return nil, err
-			}
-			arr = append(arr, v)
-			p.ws()
-			switch p.peek() {
-			case ',':
-				p.i++
-			case ']':
-				p.i++
-				return arr, nil
-			default:
-				return nil, errors.New("bad array")
-			}
-		}
-	case c == '"':
-		return p.str()
-	case c == '-' || ('0' <= c && c <= '9'):
-		return p.num()
-	default:
-		for lit, v := range map[string]any{"true": true, "false": false, "null": nil} {
-			if strings.HasPrefix(string(p.s[p.i:]), lit) {
-				p.i += len(lit)
-				return v, nil
-			}
-		}
-		return nil, errors.New("unexpected byte")
+		_, err := dec.Token() // ']'
+		return list, err
 	}
-}
-
-func (p *oracleParser) num() (json.Number, error) {
-	start := p.i
-	digits := func() int {
-		n := 0
-		for p.i < len(p.s) && '0' <= p.s[p.i] && p.s[p.i] <= '9' {
-			p.i++
-			n++
-		}
-		return n
-	}
-	if p.peek() == '-' {
-		p.i++
-	}
-	if p.peek() == '0' {
-		p.i++
-	} else if digits() == 0 {
-		return "", errors.New("bad number")
-	}
-	if p.peek() == '.' {
-		p.i++
-		if digits() == 0 {
-			return "", errors.New("bad fraction")
-		}
-	}
-	if c := p.peek(); c == 'e' || c == 'E' {
-		p.i++
-		if c := p.peek(); c == '+' || c == '-' {
-			p.i++
-		}
-		if digits() == 0 {
-			return "", errors.New("bad exponent")
-		}
-	}
-	return json.Number(p.s[start:p.i]), nil
-}
-
-func (p *oracleParser) str() (string, error) {
-	p.i++ // opening quote
-	var b strings.Builder
-	for {
-		if p.i >= len(p.s) {
-			return "", errors.New("unterminated string")
-		}
-		c := p.s[p.i]
-		switch {
-		case c == '"':
-			p.i++
-			return b.String(), nil
-		case c < 0x20:
-			return "", errors.New("control character in string")
-		case c != '\\':
-			b.WriteByte(c)
-			p.i++
-			continue
-		}
-		p.i++
-		if p.i >= len(p.s) {
-			return "", errors.New("unterminated escape")
-		}
-		e := p.s[p.i]
-		p.i++
-		switch e {
-		case '"', '\\', '/':
-			b.WriteByte(e)
-		case 'b':
-			b.WriteByte('\b')
-		case 'f':
-			b.WriteByte('\f')
-		case 'n':
-			b.WriteByte('\n')
-		case 'r':
-			b.WriteByte('\r')
-		case 't':
-			b.WriteByte('\t')
-		case 'u':
-			r, ok := p.hex4()
-			if !ok {
-				return "", errors.New("bad \\u escape")
-			}
-			if utf16.IsSurrogate(r) {
-				// A high surrogate pairs with an immediately following low
-				// one; anything else is U+FFFD, as encoding/json reads it.
-				save := p.i
-				if r < 0xDC00 && p.i+1 < len(p.s) && p.s[p.i] == '\\' && p.s[p.i+1] == 'u' {
-					p.i += 2
-					if r2, ok := p.hex4(); ok {
-						if pair := utf16.DecodeRune(r, r2); pair != utf8.RuneError {
-							b.WriteRune(pair)
-							continue
-						}
-					}
-					p.i = save
-				}
-				r = utf8.RuneError
-			}
-			b.WriteRune(r)
-		default:
-			return "", errors.New("bad escape")
-		}
-	}
-}
-
-func (p *oracleParser) hex4() (rune, bool) {
-	if p.i+4 > len(p.s) {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(string(p.s[p.i:p.i+4]), 16, 32)
-	if err != nil || strings.ContainsAny(string(p.s[p.i:p.i+4]), "+-") {
-		return 0, false
-	}
-	p.i += 4
-	return rune(n), true
+	return tok, nil
 }
