@@ -155,6 +155,8 @@ type Handler struct {
 	// claimFirst: the groups claim is the first resolver; claimOnly: the
 	// only one. Either way its answer depends on the token alone.
 	claimFirst, claimOnly bool
+	claim                 *resolver.ClaimResolver
+	afterClaim            *resolver.Chain // the resolvers after a leading claim
 }
 
 // RemoteEndpoint configures the remote validation endpoint.

@@ -59,6 +59,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	names := h.resolverNames()
 	h.claimFirst = names[0] == resolver.SourceClaim
 	h.claimOnly = h.claimFirst && len(names) == 1
+	if h.claimFirst {
+		h.claim = groups.Resolvers[0].(*resolver.ClaimResolver)
+		after := *groups
+		after.Resolvers = groups.Resolvers[1:]
+		h.afterClaim = &after
+	}
 
 	admins := h.Admins
 	if len(admins) == 0 && h.system != nil {
@@ -117,8 +123,10 @@ func (h *Handler) buildValidator() (*validator.Chain, error) {
 		CacheSize: h.VerifyCacheSize,
 		Logger:    h.logger,
 		Observer:  h.metrics,
-		// The groups claim is all the handler reads of a validated token.
+		// The groups claim is all the handler reads of a validated token,
+		// and derive reads it once when it comes first.
 		KeepClaims: []string{h.GroupsClaim},
+		Derive:     h.derive,
 	}
 	if re := h.RemoteEndpoint; re != nil {
 		cfg.Remote = &validator.RemoteValidator{

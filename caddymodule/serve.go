@@ -106,18 +106,68 @@ type caller struct {
 	joined  string
 	allowed bool
 
-	userV, groupsV, validatorV, sourceV, tokenIDV any
+	userV, groupsV, tokenIDV, validatorV, sourceV any
 }
 
-// callerOf resolves the identity's groups and applies required_group. When
-// the answer depends on the token alone (the groups claim is asked first and
-// answered, or is the only resolver), it is kept with the cached identity,
-// so a token seen before costs no group resolution at all.
-func (h *Handler) callerOf(ctx context.Context, id *validator.Identity) (*caller, error) {
-	if c, ok := id.Derived().(*caller); ok {
-		return c, nil
+// newCaller applies required_group to an identity and its groups.
+func (h *Handler) newCaller(id *validator.Identity, groups resolver.Groups) *caller {
+	joined := strings.Join(groups.Names, ",")
+	return &caller{
+		user:    id.User,
+		names:   groups.Names,
+		joined:  joined,
+		allowed: h.required == "" || slices.Contains(groups.Names, h.required) || h.admins.has(id.User, groups.Names),
+		userV:   id.User, groupsV: joined, tokenIDV: id.TokenID,
+		validatorV: boxed(id.By), sourceV: boxed(groups.Source),
 	}
-	groups, err := h.groups.Resolve(ctx, resolver.Request{User: id.User, Claims: id.Claims})
+}
+
+// claimRead marks an identity whose groups claim was read, and empty, when
+// it was created: only the resolvers after the claim remain to be asked.
+type claimRead struct{}
+
+// derive is the validator chain's Derive hook. When the groups claim is the
+// first resolver, its answer depends on the token alone: it is read once,
+// when the identity is created, and kept with the cached identity in place
+// of the claims, so a token seen before costs no group resolution and its
+// cache entry holds no claims.
+func (h *Handler) derive(id *validator.Identity) (any, bool) {
+	if !h.claimFirst {
+		return nil, true
+	}
+	names, err := h.claim.Resolve(context.Background(), resolver.Request{User: id.User, Claims: id.Claims})
+	if err != nil {
+		// A malformed claim: the request path resolves again and answers 401.
+		return nil, true
+	}
+	kept, dropped := resolver.Normalize(names)
+	if len(dropped) > 0 {
+		h.logger.Warn("dropped group names holding a comma or a control character",
+			zap.String("user", id.User), zap.Strings("groups", dropped), zap.String("token_id", id.TokenID))
+	}
+	switch {
+	case len(kept) > 0:
+		h.metrics.groupResolution(resolver.SourceClaim, resolver.ResultGroups)
+		return h.newCaller(id, resolver.Groups{Names: kept, Source: resolver.SourceClaim}), false
+	case h.claimOnly:
+		h.metrics.groupResolution(resolver.SourceClaim, resolver.ResultEmpty)
+		return h.newCaller(id, resolver.Groups{Names: []string{}, Source: resolver.SourceNone}), false
+	}
+	h.metrics.groupResolution(resolver.SourceClaim, resolver.ResultEmpty)
+	return claimRead{}, false
+}
+
+// callerOf returns the caller derived with the identity, or resolves its
+// groups (LDAP and the group endpoint have caches of their own).
+func (h *Handler) callerOf(ctx context.Context, id *validator.Identity) (*caller, error) {
+	chain := h.groups
+	switch d := id.Derived.(type) {
+	case *caller:
+		return d, nil
+	case claimRead:
+		chain = h.afterClaim
+	}
+	groups, err := chain.Resolve(ctx, resolver.Request{User: id.User, Claims: id.Claims})
 	if err != nil {
 		return nil, err
 	}
@@ -125,18 +175,25 @@ func (h *Handler) callerOf(ctx context.Context, id *validator.Identity) (*caller
 		h.logger.Warn("dropped group names holding a comma or a control character",
 			zap.String("user", id.User), zap.Strings("groups", groups.Dropped), zap.String("token_id", id.TokenID))
 	}
-	joined := strings.Join(groups.Names, ",")
-	c := &caller{
-		user:    id.User,
-		names:   groups.Names,
-		joined:  joined,
-		allowed: h.required == "" || slices.Contains(groups.Names, h.required) || h.admins.has(id.User, groups.Names),
-		userV:   id.User, groupsV: joined, validatorV: id.By, sourceV: groups.Source, tokenIDV: id.TokenID,
+	return h.newCaller(id, groups), nil
+}
+
+// boxes hold the placeholder values that are the same for many requests,
+// converted to interfaces once.
+var boxes = func() map[string]any {
+	m := map[string]any{}
+	for _, s := range []string{validator.ByRemote, validator.ByPublicKey, validator.ByJWKS,
+		resolver.SourceClaim, resolver.SourceLDAP, resolver.SourceEndpoint, resolver.SourceNone} {
+		m[s] = s
 	}
-	if h.claimOnly || (h.claimFirst && groups.Source == resolver.SourceClaim) {
-		id.SetDerived(c)
+	return m
+}()
+
+func boxed(s string) any {
+	if v, ok := boxes[s]; ok {
+		return v
 	}
-	return c, nil
+	return s
 }
 
 // reasonMissing is the failure reason when no bearer token was presented.

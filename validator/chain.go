@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -47,24 +46,12 @@ type Identity struct {
 	// TokenID is Fingerprint(token), for logs.
 	TokenID string
 
-	// derived is what the caller worked out from this identity; see Derived.
-	derived atomic.Pointer[any]
+	// Derived is what ChainConfig.Derive made of this identity when it was
+	// created, before anyone else saw it; nil without Derive. A cached
+	// Identity is handed to every request presenting the same token, so the
+	// caller keeps here what it computes from the identity alone.
+	Derived any
 }
-
-// Derived returns the value stored with SetDerived, or nil. A cached
-// Identity is handed to every request that presents the same token, so a
-// caller can keep what it computes from the identity alone (the gateway
-// keeps the upstream header values) and skip recomputing it on cache hits.
-func (id *Identity) Derived() any {
-	if p := id.derived.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
-
-// SetDerived stores v with the identity. v must depend on nothing but the
-// identity, and be immutable once stored: concurrent requests read it.
-func (id *Identity) SetDerived(v any) { id.derived.Store(&v) }
 
 // Fingerprint identifies a token in logs without revealing it: the first 12
 // hex digits of its SHA-256.
@@ -133,6 +120,11 @@ type ChainConfig struct {
 	// its token, so a gateway holding 100 000 of them keeps only what it
 	// reads.
 	KeepClaims []string
+	// Derive, when set, runs once for every new Identity before it is cached
+	// or returned. Its first result becomes Identity.Derived; its second
+	// says whether Claims are still needed (false drops them, so a cached
+	// identity holds only what the caller derived).
+	Derive func(id *Identity) (derived any, keepClaims bool)
 }
 
 // Chain validates tokens (SPEC 2). It is safe for concurrent use.
@@ -145,6 +137,7 @@ type Chain struct {
 	log      *zap.Logger
 	observer Observer
 	keep     []string // nil: all claims
+	derive   func(*Identity) (any, bool)
 }
 
 // NewChain checks cfg and builds a chain. It makes no network call.
@@ -173,6 +166,7 @@ func NewChain(cfg ChainConfig) (*Chain, error) {
 		log:      cfg.Logger,
 		observer: cfg.Observer,
 		keep:     slices.Clone(cfg.KeepClaims),
+		derive:   cfg.Derive,
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -196,7 +190,7 @@ func NewChain(cfg ChainConfig) (*Chain, error) {
 			c.Close()
 			return nil, err
 		}
-		c.remote.keep = c.keep
+		c.remote.finish = c.finish
 	}
 	return c, nil
 }
@@ -343,10 +337,11 @@ func (c *Chain) validateKeys(ctx context.Context, sum [32]byte, token string, to
 	if by == "" {
 		by = ByPublicKey
 	}
-	id := &Identity{User: sub, Claims: keepClaims(tok.Payload, c.keep), By: by, TokenID: fingerprint(sum)}
+	id := &Identity{User: sub, Claims: tok.Payload, By: by, TokenID: fingerprint(sum)}
 	if tc.hasExp {
 		id.Expiry = tc.exp
 	}
+	c.finish(id)
 	if c.keyCache != nil {
 		if ttl := keyCacheTTL(tc, c.policy.Leeway, now); ttl > 0 {
 			c.keyCache.Set(sum, &cached{id: id, times: tc, key: key, src: src, ttl: ttl})
@@ -378,6 +373,19 @@ func (c *Chain) observeCache(cache string, hit bool) {
 func (c *Chain) debug(msg string, sum [32]byte, err *Error) {
 	if ce := c.log.Check(zap.DebugLevel, msg); ce != nil {
 		ce.Write(zap.String("token_id", fingerprint(sum)), zap.String("reason", err.Reason), zap.Error(err.Err))
+	}
+}
+
+// finish applies KeepClaims and Derive to a new identity, before it is
+// shared.
+func (c *Chain) finish(id *Identity) {
+	id.Claims = keepClaims(id.Claims, c.keep)
+	if c.derive != nil {
+		var keep bool
+		id.Derived, keep = c.derive(id)
+		if !keep {
+			id.Claims = nil
+		}
 	}
 }
 

@@ -258,14 +258,32 @@ func TestValidateOddInputs(t *testing.T) {
 	}
 }
 
-func TestIdentityDerived(t *testing.T) {
-	id := &Identity{User: "alice"}
-	if id.Derived() != nil {
-		t.Fatal("a new identity has a derived value")
+// Derive runs once per new identity, before it is cached: its value is
+// kept and, when it says so, the claims are dropped; a cache hit returns the
+// same identity without deriving again.
+func TestChainDerive(t *testing.T) {
+	a, _, _ := testKeys(t)
+	calls := 0
+	c := newChain(t, ChainConfig{
+		Keys:       NewKeyValidator([]Key{staticKey(a, RS256, "k")}),
+		KeepClaims: []string{"groups"},
+		Derive: func(id *Identity) (any, bool) {
+			calls++
+			if _, ok := id.Claims["groups"]; !ok || len(id.Claims) != 1 {
+				t.Errorf("Derive saw claims %v, want only groups", id.Claims)
+			}
+			return "derived:" + id.User, false
+		},
+	})
+	tok := sign(t, a, RS256, map[string]any{"alg": "RS256"}, claims(nil))
+	for range 3 {
+		id := wantValid(t, c, tok)
+		if id.Derived != "derived:alice" || id.Claims != nil {
+			t.Fatalf("identity: Derived %v, Claims %v", id.Derived, id.Claims)
+		}
 	}
-	id.SetDerived("headers")
-	if got := id.Derived(); got != "headers" {
-		t.Fatalf("Derived = %v", got)
+	if calls != 1 {
+		t.Errorf("Derive ran %d times, want 1", calls)
 	}
 }
 

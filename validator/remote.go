@@ -68,7 +68,7 @@ type remote struct {
 	transport *http.Transport // ours to close; nil with a caller's client
 	flights   singleflight.Group
 	cache     *otter.Cache[[32]byte, *cached] // nil when CacheTTL is 0
-	keep      []string                        // ChainConfig.KeepClaims
+	finish    func(*Identity)                 // the chain's KeepClaims and Derive
 }
 
 func newRemote(cfg RemoteValidator, cacheSize int) (*remote, error) {
@@ -174,9 +174,12 @@ func (r *remote) resolve(ctx context.Context, sum [32]byte, token string, tok *T
 		maps.Copy(claims, tok.Payload)
 		maps.Copy(claims, answer)
 	}
-	id := &Identity{User: sub, Claims: keepClaims(claims, r.keep), By: ByRemote, TokenID: fingerprint(sum)}
+	id := &Identity{User: sub, Claims: claims, By: ByRemote, TokenID: fingerprint(sum)}
 	if tc.hasExp {
 		id.Expiry = tc.exp
+	}
+	if r.finish != nil {
+		r.finish(id)
 	}
 	if r.cache != nil {
 		until := now.Add(r.cfg.CacheTTL)
