@@ -59,3 +59,12 @@ bench: caddy
 # Every Go fuzz target for FUZZTIME each (default 10s); see fuzz.sh.
 fuzz:
 	./fuzz.sh
+
+# Soak: faults of every dependency, a sustained hostile mix, reloads under
+# load and a million forged tokens; writes bench/SOAK.md. Never part of
+# `make test` (its short smoke, TestSoakSmoke, is). Knobs (environment):
+# SOAK_DURATION, SOAK_CONCURRENCY, SOAK_RELOADS, SOAK_FORGED, more in
+# bench/soak_test.go.
+.PHONY: soak
+soak: caddy
+	CADDY_BIN=$(CURDIR)/caddy go test -tags soak -run '^TestSoak' -count=1 -v -timeout 30m ./bench/

@@ -19,4 +19,12 @@
 //
 // Settings come from the environment: BENCH_ROUNDS, BENCH_DURATION,
 // BENCH_CONCURRENCY and the others listed in config_test.go.
+//
+// `make soak` runs TestSoak (soak_*_test.go, behind the "soak" build tag,
+// reusing the driver, process and token helpers, which build under either
+// tag): every dependency of the gateway broken in turn under load, a
+// sustained hostile mix with spoofed identity headers checked at the
+// upstream, reloads under load, and a million forged tokens; it writes
+// bench/SOAK.md and fails on a wrong answer, a spoofed identity, a leaked
+// goroutine or descriptor, or unbounded memory.
 package bench

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -347,41 +346,3 @@ func warmTokens(s signer, n int, groups []string) (fixedTokens, error) {
 	}
 	return out, nil
 }
-
-// slapdMissing says why slapd cannot run here, or "" when it can. It looks
-// where slapdtest looks, so slapdtest's own skip (which would end the whole
-// bench) never fires.
-func slapdMissing() string {
-	slapd := "/usr/sbin/slapd"
-	if _, err := os.Stat(slapd); err != nil {
-		p, err := exec.LookPath("slapd")
-		if err != nil {
-			return "slapd is not installed (apt-get install -y slapd ldap-utils)"
-		}
-		slapd = p
-	}
-	if _, err := os.Stat(filepath.Join(filepath.Dir(slapd), "slapadd")); err != nil {
-		if _, err := exec.LookPath("slapadd"); err != nil {
-			return "slapadd is not installed (apt-get install -y slapd ldap-utils)"
-		}
-	}
-	for _, s := range []string{"core", "cosine", "inetorgperson", "nis"} {
-		if _, err := os.Stat("/etc/ldap/schema/" + s + ".schema"); err != nil {
-			return "OpenLDAP schema " + s + ".schema is missing (apt-get install -y slapd)"
-		}
-	}
-	return ""
-}
-
-func fmtDur(d time.Duration) string {
-	switch {
-	case d >= time.Second:
-		return fmt.Sprintf("%.2fs", d.Seconds())
-	case d >= 10*time.Millisecond:
-		return fmt.Sprintf("%.1fms", float64(d)/1e6)
-	default:
-		return fmt.Sprintf("%.2fms", float64(d)/1e6)
-	}
-}
-
-func us(d time.Duration) float64 { return float64(d) / 1e3 }

@@ -1,8 +1,9 @@
-//go:build bench
+//go:build bench || soak
 
 package bench
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -228,3 +229,16 @@ func median(v []float64) float64 {
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d >= time.Second:
+		return fmt.Sprintf("%.2fs", d.Seconds())
+	case d >= 10*time.Millisecond:
+		return fmt.Sprintf("%.1fms", float64(d)/1e6)
+	default:
+		return fmt.Sprintf("%.2fms", float64(d)/1e6)
+	}
+}
+
+func us(d time.Duration) float64 { return float64(d) / 1e3 }

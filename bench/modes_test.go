@@ -189,14 +189,6 @@ func buildModes(e env, warmGroups, warmNoGroups fixedTokens, p256, p512 *tokenPo
 	return modes
 }
 
-// quoteCaddy quotes a Caddyfile argument that may hold spaces.
-func quoteCaddy(s string) string {
-	if strings.ContainsAny(s, " \t\"{}") {
-		return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"`
-	}
-	return s
-}
-
 // expectIdentity checks the upstream's echo of X-Okera-User, X-Okera-Groups
 // and Authorization; an empty groups or auth is not checked.
 func expectIdentity(h http.Header, user, groups, auth string) error {

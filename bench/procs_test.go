@@ -1,4 +1,4 @@
-//go:build bench
+//go:build bench || soak
 
 package bench
 
@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -436,4 +437,105 @@ func metricValue(text, name string, labels ...string) (float64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// quoteCaddy quotes a Caddyfile argument that may hold spaces.
+func quoteCaddy(s string) string {
+	if strings.ContainsAny(s, " \t\"{}") {
+		return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"`
+	}
+	return s
+}
+
+// slapdMissing says why slapd cannot run here, or "" when it can. It looks
+// where slapdtest looks, so slapdtest's own skip (which would end the whole
+// bench) never fires.
+func slapdMissing() string {
+	slapd := "/usr/sbin/slapd"
+	if _, err := os.Stat(slapd); err != nil {
+		p, err := exec.LookPath("slapd")
+		if err != nil {
+			return "slapd is not installed (apt-get install -y slapd ldap-utils)"
+		}
+		slapd = p
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(slapd), "slapadd")); err != nil {
+		if _, err := exec.LookPath("slapadd"); err != nil {
+			return "slapadd is not installed (apt-get install -y slapd ldap-utils)"
+		}
+	}
+	for _, s := range []string{"core", "cosine", "inetorgperson", "nis"} {
+		if _, err := os.Stat("/etc/ldap/schema/" + s + ".schema"); err != nil {
+			return "OpenLDAP schema " + s + ".schema is missing (apt-get install -y slapd)"
+		}
+	}
+	return ""
+}
+
+// machine describes where the bench ran.
+type machine struct {
+	cores        int
+	cpuModel     string
+	memGiB       float64
+	kernel       string
+	goVersion    string
+	caddyVersion string
+	loadStart    string
+	loadEnd      string
+}
+
+func describeMachine(caddyBin string) machine {
+	m := machine{cores: runtime.NumCPU(), goVersion: runtime.Version(), loadStart: loadAvg()}
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.cpuModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if kb, err := procStatusKBFile("/proc/meminfo", "MemTotal"); err == nil {
+		m.memGiB = float64(kb) / (1 << 20)
+	}
+	if data, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.kernel = "Linux " + strings.TrimSpace(string(data))
+	}
+	if out, err := exec.Command("go", "version").Output(); err == nil {
+		m.goVersion = strings.TrimSpace(strings.TrimPrefix(string(out), "go version "))
+	}
+	if out, err := exec.Command(caddyBin, "version").Output(); err == nil {
+		m.caddyVersion = strings.Fields(string(out) + " ?")[0]
+	}
+	return m
+}
+
+func (m machine) summary() string {
+	return fmt.Sprintf("%d cores (%s), Go %s, Caddy %s, load average %s", m.cores, m.cpuModel, m.goVersion, m.caddyVersion, m.loadStart)
+}
+
+func loadAvg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " / ")
+}
+
+func procStatusKBFile(path, field string) (int64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				return strconv.ParseInt(f[0], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("no %s in %s", field, path)
 }

@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"os/exec"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,74 +16,6 @@ import (
 
 	"github.com/okeragate/caddy-okera-auth/validator"
 )
-
-// machine describes where the bench ran.
-type machine struct {
-	cores        int
-	cpuModel     string
-	memGiB       float64
-	kernel       string
-	goVersion    string
-	caddyVersion string
-	loadStart    string
-	loadEnd      string
-}
-
-func describeMachine(caddyBin string) machine {
-	m := machine{cores: runtime.NumCPU(), goVersion: runtime.Version(), loadStart: loadAvg()}
-	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(data), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.cpuModel = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	if kb, err := procStatusKBFile("/proc/meminfo", "MemTotal"); err == nil {
-		m.memGiB = float64(kb) / (1 << 20)
-	}
-	if data, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.kernel = "Linux " + strings.TrimSpace(string(data))
-	}
-	if out, err := exec.Command("go", "version").Output(); err == nil {
-		m.goVersion = strings.TrimSpace(strings.TrimPrefix(string(out), "go version "))
-	}
-	if out, err := exec.Command(caddyBin, "version").Output(); err == nil {
-		m.caddyVersion = strings.Fields(string(out) + " ?")[0]
-	}
-	return m
-}
-
-func (m machine) summary() string {
-	return fmt.Sprintf("%d cores (%s), Go %s, Caddy %s, load average %s", m.cores, m.cpuModel, m.goVersion, m.caddyVersion, m.loadStart)
-}
-
-func loadAvg() string {
-	data, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(data))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " / ")
-}
-
-func procStatusKBFile(path, field string) (int64, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			if f := strings.Fields(rest); len(f) > 0 {
-				return strconv.ParseInt(f[0], 10, 64)
-			}
-		}
-	}
-	return 0, fmt.Errorf("no %s in %s", field, path)
-}
 
 // summary is a mode's result over all rounds.
 type summary struct {
