@@ -30,6 +30,8 @@ TARGETS=(
 
 only=("$@")
 failed=0
+passes=0
+failures=0
 printf '%-22s %-14s %12s  %s\n' TARGET PACKAGE EXECS RESULT
 echo "fuzztime $FUZZTIME per target, $FUZZPARALLEL worker(s)"
 for entry in "${TARGETS[@]}"; do
@@ -53,5 +55,7 @@ for entry in "${TARGETS[@]}"; do
 		sed 's/^/    /' "$log"
 	fi
 	rm -f "$log"
+	if ((rc != 0)); then failures=$((failures + 1)); else passes=$((passes + 1)); fi
 done
+echo "fuzz: $passes passed, $failures failed"
 exit "$failed"
