@@ -201,17 +201,21 @@ func (r *driveResult) get(name string) *kindStats {
 func (r *driveResult) total() *kindStats {
 	t := &kindStats{name: "all", statuses: map[int]int{}, users: map[string]int{}}
 	for _, name := range r.order {
-		s := r.kinds[name]
-		t.requests += s.requests
-		t.unexpected += s.unexpected
-		t.spoofed += s.spoofed
-		t.errs += s.errs
-		t.retried += s.retried
-		for k, v := range s.statuses {
-			t.statuses[k] += v
-		}
+		t.add(r.kinds[name])
 	}
 	return t
+}
+
+// add counts s's requests into k.
+func (k *kindStats) add(s *kindStats) {
+	k.requests += s.requests
+	k.unexpected += s.unexpected
+	k.spoofed += s.spoofed
+	k.errs += s.errs
+	k.retried += s.retried
+	for code, n := range s.statuses {
+		k.statuses[code] += n
+	}
 }
 
 func (r *driveResult) rps() float64 {

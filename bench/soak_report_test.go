@@ -44,15 +44,7 @@ func sumRuns(runs ...*driveResult) *kindStats {
 		if r == nil {
 			continue
 		}
-		s := r.total()
-		t.requests += s.requests
-		t.unexpected += s.unexpected
-		t.spoofed += s.spoofed
-		t.errs += s.errs
-		t.retried += s.retried
-		for k, v := range s.statuses {
-			t.statuses[k] += v
-		}
+		t.add(r.total())
 	}
 	return t
 }

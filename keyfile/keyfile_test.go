@@ -230,17 +230,7 @@ func TestParsePublicKeyPEM(t *testing.T) {
 				}
 				return
 			}
-			if err == nil {
-				t.Fatal("want an error")
-			}
-			for _, s := range tt.wantErr {
-				if !strings.Contains(err.Error(), s) {
-					t.Errorf("error %q does not contain %q", err, s)
-				}
-			}
-			if tt.is != nil && !errors.Is(err, tt.is) {
-				t.Errorf("error %q is not %v", err, tt.is)
-			}
+			wantError(t, err, tt.wantErr, tt.is)
 		})
 	}
 }
@@ -286,17 +276,7 @@ func TestParsePrivateKeyPEM(t *testing.T) {
 				}
 				return
 			}
-			if err == nil {
-				t.Fatal("want an error")
-			}
-			for _, s := range tt.wantErr {
-				if !strings.Contains(err.Error(), s) {
-					t.Errorf("error %q does not contain %q", err, s)
-				}
-			}
-			if tt.is != nil && !errors.Is(err, tt.is) {
-				t.Errorf("error %q is not %v", err, tt.is)
-			}
+			wantError(t, err, tt.wantErr, tt.is)
 		})
 	}
 }
@@ -388,3 +368,19 @@ func TestLoadFiles(t *testing.T) {
 func loadPub(p string) error  { _, err := LoadPublicKey(p); return err }
 func loadPriv(p string) error { _, err := LoadPrivateKey(p); return err }
 func loadAny(p string) error  { _, err := LoadPublicKeyFromAny(p); return err }
+
+// wantError checks that err holds every fragment of want and is target.
+func wantError(t *testing.T, err error, want []string, target error) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	for _, s := range want {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q does not contain %q", err, s)
+		}
+	}
+	if target != nil && !errors.Is(err, target) {
+		t.Errorf("error %q is not %v", err, target)
+	}
+}
