@@ -309,7 +309,7 @@ func TestEndpointCache(t *testing.T) {
 	}
 }
 
-// TestEndpointConcurrentFirstLookups: 200 concurrent lookups of one user
+// TestEndpointConcurrentFirstLookups: 500 concurrent lookups of one user
 // make one call, with or without a cache.
 func TestEndpointConcurrentFirstLookups(t *testing.T) {
 	for _, ttl := range []time.Duration{time.Minute, 0} {
@@ -326,7 +326,7 @@ func TestEndpointConcurrentFirstLookups(t *testing.T) {
 
 			var started, done sync.WaitGroup
 			var failures atomic.Int64
-			for range 200 {
+			for range 500 {
 				started.Add(1)
 				done.Go(func() {
 					started.Done()
@@ -344,7 +344,7 @@ func TestEndpointConcurrentFirstLookups(t *testing.T) {
 				t.Fatalf("%d lookups failed", n)
 			}
 			if n := calls.Load(); n != 1 {
-				t.Fatalf("%d calls for 200 concurrent lookups, want 1", n)
+				t.Fatalf("%d calls for 500 concurrent lookups, want 1", n)
 			}
 		})
 	}

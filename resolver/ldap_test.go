@@ -480,7 +480,7 @@ func TestLDAPCache(t *testing.T) {
 	}
 }
 
-// TestLDAPConcurrentFirstLookups: 200 requests of one user arriving at once
+// TestLDAPConcurrentFirstLookups: 500 requests of one user arriving at once
 // cost one search, with or without a cache (SPEC §3: concurrent lookups of
 // one user make one query).
 func TestLDAPConcurrentFirstLookups(t *testing.T) {
@@ -504,8 +504,8 @@ func TestLDAPConcurrentFirstLookups(t *testing.T) {
 			// the others arrive, so each of them must join it.
 			s.Pause()
 			var started, done sync.WaitGroup
-			errs := make(chan error, 200)
-			for range 200 {
+			errs := make(chan error, 500)
+			for range 500 {
 				started.Add(1)
 				done.Go(func() {
 					started.Done()
@@ -527,7 +527,7 @@ func TestLDAPConcurrentFirstLookups(t *testing.T) {
 				}
 			}
 			if n := s.SearchCount("(uid=" + tt.user + ")"); n != 1 {
-				t.Fatalf("%d user searches for 200 concurrent lookups, want 1", n)
+				t.Fatalf("%d user searches for 500 concurrent lookups, want 1", n)
 			}
 		})
 	}

@@ -183,3 +183,20 @@ func TestParseEndpointGroupsStrict(t *testing.T) {
 		}
 	}
 }
+
+// An empty user is never searched for: with a prefix template such as
+// (uid={0}*) it would become a presence filter matching everyone. The
+// server here does not exist, so a search would be an error.
+func TestLDAPEmptyUser(t *testing.T) {
+	cfg := DefaultLDAPConfig()
+	cfg.URL, cfg.BindDN, cfg.BindPassword, cfg.BaseDN = "ldap://127.0.0.1:1", "cn=admin,dc=example,dc=org", "secret", "dc=example,dc=org"
+	cfg.UserFilter = "(uid={0}*)"
+	r, err := NewLDAPResolver(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if got, err := r.Resolve(context.Background(), Request{User: ""}); err != nil || len(got) != 0 {
+		t.Fatalf("Resolve(\"\") = %v, %v; want no answer and no search", got, err)
+	}
+}

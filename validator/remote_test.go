@@ -362,7 +362,7 @@ func TestRemoteSingleflight(t *testing.T) {
 	// No cache: only singleflight can collapse the calls.
 	c := newChain(t, ChainConfig{Remote: &RemoteValidator{URL: ep.URL}})
 
-	const n = 200
+	const n = 500 // issue 5: 500 concurrent first requests, one remote call
 	var started, done sync.WaitGroup
 	start := make(chan struct{})
 	errs := make(chan error, n)
