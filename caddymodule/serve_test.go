@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -397,5 +398,33 @@ func TestServeHTTPDerivedOnlyFromToken(t *testing.T) {
 	}
 	if calls != 3 {
 		t.Errorf("group endpoint called %d times, want 3 (once per request without a groups claim)", calls)
+	}
+}
+
+// readSpy counts reads of a request body.
+type readSpy struct{ reads int }
+
+func (s *readSpy) Read(p []byte) (int, error) { s.reads++; return 0, io.EOF }
+func (s *readSpy) Close() error               { return nil }
+
+// SPEC 4: the request body is never read, whether the request is accepted
+// or refused (and with trailers announced, when the body gets wrapped).
+func TestServeHTTPNeverReadsBody(t *testing.T) {
+	h, signer := fixture(t, nil)
+	good := "Bearer " + token(t, signer, "alice", nil)
+	for _, auth := range []string{good, "Bearer a.b.c", ""} {
+		for _, trailer := range []http.Header{nil, {"X-Okera-User": nil}} {
+			spy := new(readSpy)
+			r := httptest.NewRequest("POST", "/", nil)
+			r.Body = spy
+			r.Trailer = trailer
+			if auth != "" {
+				r.Header.Set("Authorization", auth)
+			}
+			_, _, _, _ = serve(h, r)
+			if spy.reads != 0 {
+				t.Errorf("Authorization %.12q, trailer %v: body read %d times", auth, trailer, spy.reads)
+			}
+		}
 	}
 }
