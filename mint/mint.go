@@ -77,8 +77,11 @@ func (s *Signer) Public() *rsa.PublicKey { return s.pub }
 type Claims struct {
 	Subject string
 	Groups  []string // nil: no groups claim
-	TTL     time.Duration
-	Extra   map[string]any
+	// Audience, when set, is the aud claim. Minted upstream tokens carry
+	// minted_audience, which the gateway refuses from callers.
+	Audience string
+	TTL      time.Duration
+	Extra    map[string]any
 }
 
 // Sign mints a token valid from now for c.TTL and returns it with its expiry.
@@ -101,6 +104,9 @@ func (s *Signer) Sign(c Claims, now time.Time) (string, time.Time, error) {
 	payload["exp"] = exp.Unix()
 	if c.Groups != nil {
 		payload["groups"] = c.Groups
+	}
+	if c.Audience != "" {
+		payload["aud"] = c.Audience
 	}
 	body, err := json.Marshal(payload)
 	if err != nil {

@@ -5,7 +5,8 @@ import (
 	"time"
 
 	"github.com/maypok86/otter/v2"
-	"golang.org/x/sync/singleflight"
+
+	"github.com/okeragate/caddy-okera-auth/internal/flight"
 )
 
 // answerCache keeps a resolver's answers per user for a fixed time and makes
@@ -15,7 +16,7 @@ import (
 // included; errors never are, so a directory that recovers is used at once.
 type answerCache[V any] struct {
 	entries *otter.Cache[string, V] // nil when caching is off
-	flights singleflight.Group
+	flights flight.Group[V]
 	observe func(hit bool) // nil: nobody is counting
 }
 
@@ -37,12 +38,13 @@ func newAnswerCache[V any](ttl time.Duration, size int, observe func(hit bool)) 
 }
 
 // get answers from the cache or, on a miss, from load, which runs once for
-// all the callers waiting on the same key. load gets a context that keeps
-// ctx's values but not its cancellation: one caller giving up must not fail
-// the others, so load has to bound its own work (the resolvers' timeouts do).
-// Each caller still returns as soon as its own ctx is done.
+// all the callers waiting on the same key (internal/flight). load gets a
+// context that keeps ctx's values but not one caller's cancellation, and is
+// cancelled when no caller waits any more; it must bound its own work (the
+// resolvers' timeouts do). A caller whose own ctx ends gets ctx.Err() at
+// once: Chain.Resolve reads that as the caller's departure, never as the
+// resolver failing.
 func (c *answerCache[V]) get(ctx context.Context, key string, load func(context.Context) (V, error)) (V, error) {
-	var zero V
 	if c.entries != nil {
 		v, ok := c.entries.GetIfPresent(key)
 		if c.observe != nil {
@@ -52,32 +54,19 @@ func (c *answerCache[V]) get(ctx context.Context, key string, load func(context.
 			return v, nil
 		}
 	}
-	detached := context.WithoutCancel(ctx)
-	ch := c.flights.DoChan(key, func() (any, error) {
+	return c.flights.Do(ctx, key, func(ctx context.Context) (V, error) {
 		// A flight that ended between our miss and this one has stored its answer.
 		if c.entries != nil {
 			if v, ok := c.entries.GetIfPresent(key); ok {
 				return v, nil
 			}
 		}
-		v, err := load(detached)
-		if err != nil {
-			return zero, err
-		}
-		if c.entries != nil {
+		v, err := load(ctx)
+		if err == nil && c.entries != nil {
 			c.entries.Set(key, v)
 		}
-		return v, nil
+		return v, err
 	})
-	select {
-	case <-ctx.Done():
-		return zero, ctx.Err()
-	case res := <-ch:
-		if res.Err != nil {
-			return zero, res.Err
-		}
-		return res.Val.(V), nil
-	}
 }
 
 // close drops every answer and stops the cache's clean-up goroutine, so a

@@ -60,45 +60,46 @@ func TestAnswerCacheBounded(t *testing.T) {
 	}
 }
 
-// TestAnswerCacheDetachedLoad: the load does not inherit the first
-// caller's cancellation, but keeps its values.
-func TestAnswerCacheDetachedLoad(t *testing.T) {
+// TestAnswerCacheAbandonedLoad: the load keeps the first caller's values;
+// when its only caller leaves, the load is cancelled (a directory is not
+// kept busy for nobody) and nothing is cached, and the caller's own
+// cancellation is what it gets back.
+func TestAnswerCacheAbandonedLoad(t *testing.T) {
 	type key struct{}
 	c := newAnswerCache[[]string](time.Minute, 10, nil)
 	defer c.close()
 	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), key{}, "v"))
-	release := make(chan struct{})
+	started := make(chan struct{})
 	loadErr := make(chan error, 1)
 	go func() {
-		<-release
+		<-started
 		cancel()
 	}()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, err := c.get(ctx, "alice", func(lctx context.Context) ([]string, error) {
-			close(release)
-			time.Sleep(50 * time.Millisecond) // the caller is cancelled meanwhile
-			if lctx.Err() != nil || lctx.Value(key{}) != "v" {
-				loadErr <- fmt.Errorf("load context: err %v, value %v", lctx.Err(), lctx.Value(key{}))
-			} else {
-				loadErr <- nil
-			}
-			return []string{"a"}, nil
-		})
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("cancelled caller got %v", err)
+	_, err := c.get(ctx, "alice", func(lctx context.Context) ([]string, error) {
+		close(started)
+		if lctx.Value(key{}) != "v" {
+			loadErr <- fmt.Errorf("load context lost the caller's value")
 		}
-	}()
-	<-done
+		select {
+		case <-lctx.Done():
+			loadErr <- nil
+			return nil, lctx.Err()
+		case <-time.After(5 * time.Second):
+			loadErr <- errors.New("the load went on after its only caller left")
+			return []string{"a"}, nil
+		}
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled caller got %v", err)
+	}
 	if err := <-loadErr; err != nil {
 		t.Fatal(err)
 	}
 	got, err := c.get(context.Background(), "alice", func(context.Context) ([]string, error) {
-		return nil, errors.New("should have been cached")
+		return []string{"fresh"}, nil
 	})
-	if err != nil || len(got) != 1 {
-		t.Fatalf("get after the abandoned load = %v, %v", got, err)
+	if err != nil || len(got) != 1 || got[0] != "fresh" {
+		t.Fatalf("get after the abandoned load = %v, %v; want a fresh load", got, err)
 	}
 }
 

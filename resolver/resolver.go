@@ -84,11 +84,22 @@ type ResolverError struct {
 func (e *ResolverError) Error() string { return fmt.Sprintf("%s group resolver: %v", e.Source, e.Err) }
 func (e *ResolverError) Unwrap() error { return e.Err }
 
+// ErrCallerGone is returned by Chain.Resolve when the request's context
+// ended before the groups were known. It is no decision, never a resolver
+// failure: with on_resolver_error continue, a client that half-closes its
+// connection must not skip a directory that would have put it in analysts
+// and land on its own token's groups claim (README "Security notes").
+var ErrCallerGone = errors.New("the caller went away before its groups were resolved")
+
 // Resolve asks each resolver in turn and returns the first non-empty answer
-// after normalisation. A malformed groups claim always ends the resolution.
+// after normalisation. A malformed groups claim always ends the resolution,
+// and so does the caller's departure (ErrCallerGone).
 func (c *Chain) Resolve(ctx context.Context, req Request) (Groups, error) {
 	for _, r := range c.Resolvers {
 		names, err := r.Resolve(ctx, req)
+		if err != nil && ctx.Err() != nil {
+			return Groups{Source: SourceNone}, fmt.Errorf("%w: %w", ErrCallerGone, ctx.Err())
+		}
 		if err != nil {
 			c.observe(r.Name(), ResultError)
 			if errors.Is(err, ErrMalformedClaim) || !c.ContinueOnError {

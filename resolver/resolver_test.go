@@ -29,6 +29,7 @@ func TestChainOrderAndPolicy(t *testing.T) {
 		name       string
 		resolvers  []*fixed
 		continueOn bool
+		callerGone bool // the request's context has ended
 		want       Groups
 		wantErr    bool
 		wantCalls  []int
@@ -78,6 +79,16 @@ func TestChainOrderAndPolicy(t *testing.T) {
 			wantCalls:  []int{1, 0},
 			wantEvents: []string{"claim:error"},
 		},
+		{
+			// A departed caller is never a resolver failure: with
+			// continue it must not skip to the token's own groups claim.
+			name:       "a departed caller ends resolution even with continue",
+			resolvers:  []*fixed{{name: "endpoint", err: context.Canceled}, {name: "claim", groups: []string{"admins"}}},
+			continueOn: true,
+			callerGone: true,
+			wantErr:    true,
+			wantCalls:  []int{1, 0},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,9 +102,17 @@ func TestChainOrderAndPolicy(t *testing.T) {
 			for _, r := range tt.resolvers {
 				c.Resolvers = append(c.Resolvers, r)
 			}
-			got, err := c.Resolve(context.Background(), Request{User: "alice"})
+			ctx, cancel := context.WithCancel(context.Background())
+			if tt.callerGone {
+				cancel()
+			}
+			defer cancel()
+			got, err := c.Resolve(ctx, Request{User: "alice"})
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if tt.callerGone != errors.Is(err, ErrCallerGone) {
+				t.Fatalf("err = %v: departed caller %v, but ErrCallerGone %v", err, tt.callerGone, errors.Is(err, ErrCallerGone))
 			}
 			if !tt.wantErr && !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("groups = %+v, want %+v", got, tt.want)
@@ -110,6 +129,34 @@ func TestChainOrderAndPolicy(t *testing.T) {
 				t.Errorf("OnError called for %v, want one resolver", skipped)
 			}
 		})
+	}
+}
+
+// Lower-casing never turns a non-ASCII name into an ASCII one, so no
+// look-alike can become a configured group such as admins.
+func TestNormalizeDropsNamesThatLowerIntoASCII(t *testing.T) {
+	tests := []struct {
+		in      string
+		dropped bool
+	}{
+		{"ADMİNS", true},         // U+0130 lower-cases to plain i
+		{"\u212Aafka", true},     // Kelvin sign lower-cases to plain k
+		{"ADMINS", false},        // plain ASCII folds as always
+		{"Ärzte", false},         // non-ASCII that stays non-ASCII
+		{"ａｄｍｉｎｓ", false},        // fullwidth stays fullwidth: never equals admins
+		{"ÅNGSTRÖM", false},      // Å lower-cases to å, still non-ASCII
+		{"\u212Bngstrom", false}, // the Angstrom sign lowers to å
+	}
+	for _, tt := range tests {
+		kept, dropped := Normalize([]string{tt.in})
+		if got := len(dropped) == 1; got != tt.dropped {
+			t.Errorf("Normalize(%q): kept %q, dropped %q; want dropped=%v", tt.in, kept, dropped, tt.dropped)
+		}
+		for _, k := range kept {
+			if tt.in != strings.ToUpper(k) && (k == "admins" || k == "kafka") {
+				t.Errorf("Normalize(%q) minted the ASCII group %q", tt.in, k)
+			}
+		}
 	}
 }
 

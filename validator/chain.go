@@ -161,6 +161,8 @@ func NewChain(cfg ChainConfig) (*Chain, error) {
 			RequireExp: cfg.Claims.RequireExp,
 			Issuers:    slices.Clone(cfg.Claims.Issuers),
 			Audiences:  slices.Clone(cfg.Claims.Audiences),
+
+			RefusedAudiences: slices.Clone(cfg.Claims.RefusedAudiences),
 		},
 		now:      cfg.Now,
 		log:      cfg.Logger,
@@ -224,10 +226,17 @@ func (c *Chain) Close() {
 // by an authoritative endpoint is final (remote_rejected); an unavailable
 // endpoint with no key verifying the token gives Unavailable; else the keys'
 // reason (no_matching_key or bad_signature), or remote_rejected when there
-// are no keys.
+// are no keys. With an authoritative endpoint, its rejection and its
+// unavailability are both final. A caller whose ctx ends before the
+// decision gets caller_gone, never another validator's answer.
 func (c *Chain) Validate(ctx context.Context, token string) (*Identity, error) {
 	id, err := c.validate(ctx, token)
 	if err != nil {
+		if !err.CallerGone && ctx.Err() != nil {
+			// Whatever failed while the caller was leaving (a JWKS refetch
+			// it started, say) failed because it left.
+			err = callerGone(ctx.Err())
+		}
 		return nil, err
 	}
 	return id, nil
@@ -265,15 +274,24 @@ func (c *Chain) validate(ctx context.Context, token string) (*Identity, *Error) 
 	if c.remote != nil {
 		start := time.Now()
 		id, err := c.remote.validate(ctx, sum, token, ptok, tc, now)
+		if err != nil && err.CallerGone {
+			// No decision: falling through to the keys here is exactly
+			// what a half-closing client wants (README "Security notes").
+			return nil, err
+		}
 		c.observeValidation(ValidatorRemote, err, time.Since(start))
 		if err == nil {
 			return id, nil
 		}
 		c.debug("remote endpoint did not validate the token", sum, err)
 		switch {
+		case c.remote.cfg.Authoritative:
+			// The endpoint revokes tokens the keys would accept: when it
+			// cannot answer, nobody else may (503).
+			return nil, err
 		case err.Unavailable:
 			down = err
-		case c.remote.cfg.Authoritative || c.keys == nil:
+		case c.keys == nil:
 			return nil, err
 		default:
 			rejected = err

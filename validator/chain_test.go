@@ -212,7 +212,7 @@ func TestKeyCacheBehindRemote(t *testing.T) {
 	})
 	obs := newCountingObserver()
 	c := newChain(t, ChainConfig{
-		Remote:   &RemoteValidator{URL: ep.URL, Authoritative: true},
+		Remote:   &RemoteValidator{URL: ep.URL},
 		Keys:     NewKeyValidator([]Key{staticKey(a, RS256, "a")}),
 		Observer: obs,
 	})
@@ -236,10 +236,44 @@ func TestKeyCacheBehindRemote(t *testing.T) {
 	if id := wantValid(t, c, token); id.User != "from-endpoint" || id.By != ByRemote {
 		t.Fatalf("identity %+v, want the endpoint's", id)
 	}
-	// The authoritative endpoint revokes the token: the cached key result
-	// must not resurrect it.
-	status.Store(401)
-	wantReject(t, c, token, ReasonRemoteRejected)
+}
+
+// An authoritative endpoint's word is final both ways: the keys (and their
+// cache) never stand in for it, neither when it revokes a token nor when it
+// cannot answer (README "Security notes").
+func TestAuthoritativeRemoteIsFinal(t *testing.T) {
+	a, _, _ := testKeys(t)
+	token := sign(t, a, RS256, nil, claims(nil))
+	var status atomic.Int64
+	status.Store(200)
+	ep := newEndpoint(t, func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(int(status.Load()))
+		_, _ = io.WriteString(w, `{"sub":"from-endpoint"}`)
+	})
+	c := newChain(t, ChainConfig{
+		Remote: &RemoteValidator{URL: ep.URL, Authoritative: true},
+		Keys:   NewKeyValidator([]Key{staticKey(a, RS256, "a")}),
+	})
+	steps := []struct {
+		status int
+		reason string // "" = valid, by the endpoint
+	}{
+		{200, ""},
+		{401, ReasonRemoteRejected},
+		{503, ReasonUnavailable},
+		{302, ReasonUnavailable},
+		{200, ""},
+	}
+	for _, st := range steps {
+		status.Store(int64(st.status))
+		if st.reason == "" {
+			if id := wantValid(t, c, token); id.By != ByRemote {
+				t.Fatalf("endpoint %d: validated by %q, want the endpoint", st.status, id.By)
+			}
+			continue
+		}
+		wantReject(t, c, token, st.reason)
+	}
 }
 
 // Validate never panics, whatever the token, and always answers *Error.

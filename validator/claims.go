@@ -28,6 +28,12 @@ type ClaimPolicy struct {
 	// Audiences, when non-empty, is the allow-list for aud (a string or a
 	// list of strings): one of the token's audiences must be in it.
 	Audiences []string
+	// RefusedAudiences are audiences no caller's token may carry: the
+	// gateway's own minted upstream tokens (minted_audience). Any one of
+	// them in aud refuses the token (reason gateway_token), so a data
+	// service that received a minted token cannot present it back to the
+	// gateway as its user (README "Security notes").
+	RefusedAudiences []string
 }
 
 // NumericDate bounds: 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z. Anything
@@ -66,6 +72,9 @@ func (p *ClaimPolicy) check(claims map[string]any, now time.Time) (timeClaims, *
 		return tc, err
 	}
 	if err := p.checkAudience(claims); err != nil {
+		return tc, err
+	}
+	if err := p.checkRefusedAudience(claims); err != nil {
 		return tc, err
 	}
 	return tc, nil
@@ -153,6 +162,36 @@ func (p *ClaimPolicy) checkAudience(claims map[string]any) *Error {
 	return reject(ReasonAudience, errors.New("no allowed audience in aud"))
 }
 
+func (p *ClaimPolicy) checkRefusedAudience(claims map[string]any) *Error {
+	if len(p.RefusedAudiences) == 0 {
+		return nil
+	}
+	refused := func(aud string) *Error {
+		if slices.Contains(p.RefusedAudiences, aud) {
+			return reject(ReasonGatewayToken, fmt.Errorf("aud %q marks a token the gateway minted for an upstream", aud))
+		}
+		return nil
+	}
+	switch aud := claims["aud"].(type) {
+	case string:
+		return refused(aud)
+	case []any:
+		for _, item := range aud {
+			s, ok := item.(string)
+			if !ok {
+				return reject(ReasonInvalidClaim, fmt.Errorf("aud holds %s, want strings only", strictjson.Kind(item)))
+			}
+			if err := refused(s); err != nil {
+				return err
+			}
+		}
+	case nil:
+	default:
+		return reject(ReasonInvalidClaim, fmt.Errorf("aud is %s, want a string or a list of strings", strictjson.Kind(aud)))
+	}
+	return nil
+}
+
 // numericDate reads a NumericDate claim: a JSON number of seconds since the
 // epoch, fractions allowed, within 1970..9999. A numeric string, a boolean,
 // a negative or a huge value (1e400 included) is an invalid_claim, never an
@@ -224,6 +263,12 @@ func subject(claims map[string]any) (string, *Error) {
 	// ignores it, so " alice" would act as alice with alice's groups.
 	if strings.TrimFunc(sub, unicode.IsSpace) != sub {
 		return "", reject(ReasonInvalidClaim, errors.New("sub has leading or trailing whitespace"))
+	}
+	// An upstream that reads X-Okera-User as a list (RFC 9110 lets any
+	// field be one) would see "alice,admin" as two users. Directory names
+	// (uid, sAMAccountName, UPN) hold no comma, so it is refused.
+	if strings.ContainsRune(sub, ',') {
+		return "", reject(ReasonInvalidClaim, errors.New("sub contains a comma"))
 	}
 	return sub, nil
 }

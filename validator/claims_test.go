@@ -13,6 +13,8 @@ func TestClaims(t *testing.T) {
 	now := testNowUnix
 	iss := ClaimPolicy{Issuers: []string{"https://idp.example", "okera"}}
 	aud := ClaimPolicy{Audiences: []string{"okera", "gateway"}}
+	minted := ClaimPolicy{RefusedAudiences: []string{"okera-upstream"}}
+	mintedAllowed := ClaimPolicy{Audiences: []string{"okera-upstream"}, RefusedAudiences: []string{"okera-upstream"}}
 
 	tests := []struct {
 		name   string
@@ -37,6 +39,7 @@ func TestClaims(t *testing.T) {
 		{name: "sub NUL", over: map[string]any{"sub": "alice\x00"}, reason: ReasonInvalidClaim},
 		{name: "sub DEL", over: map[string]any{"sub": "alice\x7f"}, reason: ReasonInvalidClaim},
 		{name: "sub C1 control", over: map[string]any{"sub": "alice\u0085"}, reason: ReasonInvalidClaim},
+		{name: "sub with a comma", over: map[string]any{"sub": "alice,admin"}, reason: ReasonInvalidClaim},
 		{name: "sub number", over: map[string]any{"sub": 42}, reason: ReasonInvalidClaim},
 		{name: "sub bool", over: map[string]any{"sub": true}, reason: ReasonInvalidClaim},
 		{name: "sub list", over: map[string]any{"sub": []any{"alice"}}, reason: ReasonInvalidClaim},
@@ -97,6 +100,14 @@ func TestClaims(t *testing.T) {
 		{name: "aud list without allowed", policy: aud, over: map[string]any{"aud": []any{"x", "y"}}, reason: ReasonAudience},
 		{name: "aud empty list", policy: aud, over: map[string]any{"aud": []any{}}, reason: ReasonAudience},
 		{name: "aud missing", policy: aud, reason: ReasonAudience},
+		// The gateway's own minted tokens are refused whoever signed them,
+		// even when an operator also allow-lists their audience.
+		{name: "minted aud string", policy: minted, over: map[string]any{"aud": "okera-upstream"}, reason: ReasonGatewayToken},
+		{name: "minted aud in a list", policy: minted, over: map[string]any{"aud": []any{"okera", "okera-upstream"}}, reason: ReasonGatewayToken},
+		{name: "minted aud also allow-listed", policy: mintedAllowed, over: map[string]any{"aud": "okera-upstream"}, reason: ReasonGatewayToken},
+		{name: "minted aud differs in case", policy: minted, over: map[string]any{"aud": "Okera-Upstream"}, user: "alice"},
+		{name: "no aud, refused list set", policy: minted, user: "alice"},
+		{name: "aud number, refused list set", policy: minted, over: map[string]any{"aud": 5}, reason: ReasonInvalidClaim},
 		{name: "aud list with a number", policy: aud, over: map[string]any{"aud": []any{"okera", 1}}, reason: ReasonInvalidClaim},
 		{name: "aud number", policy: aud, over: map[string]any{"aud": 1}, reason: ReasonInvalidClaim},
 		{name: "aud object", policy: aud, over: map[string]any{"aud": map[string]any{"okera": true}}, reason: ReasonInvalidClaim},

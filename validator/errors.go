@@ -37,6 +37,16 @@ const (
 	// ReasonUnavailable: a validator could not answer (remote endpoint down,
 	// timed out, answered 5xx/3xx/garbage) and no other one validated.
 	ReasonUnavailable = "unavailable"
+	// ReasonGatewayToken: a credential the gateway itself hands out (the
+	// system token, or a token it minted for an upstream) was presented
+	// by a caller. Upstreams hold these; accepting them back would make
+	// one compromised data service an admin at every other.
+	ReasonGatewayToken = "gateway_token"
+	// ReasonCallerGone: the caller went away (closed or half-closed its
+	// connection, reset its stream) before a validator answered. It is no
+	// decision: neither the token's fault nor the infrastructure's, and it
+	// never lets the chain fall through to another validator.
+	ReasonCallerGone = "caller_gone"
 )
 
 // Error is every validation failure Chain.Validate returns. Reason is one of
@@ -47,7 +57,11 @@ const (
 type Error struct {
 	Reason      string
 	Unavailable bool
-	Err         error
+	// CallerGone is set (with Reason "caller_gone") when the request's
+	// context ended before a decision: the handler forwards nothing and
+	// counts it as neither a rejection nor an outage.
+	CallerGone bool
+	Err        error
 }
 
 // Error implements error.
@@ -69,4 +83,9 @@ func reject(reason string, err error) *Error {
 // unavailable builds an infrastructure failure (503).
 func unavailable(err error) *Error {
 	return &Error{Reason: ReasonUnavailable, Unavailable: true, Err: err}
+}
+
+// callerGone builds the no-decision answer for a caller that went away.
+func callerGone(err error) *Error {
+	return &Error{Reason: ReasonCallerGone, CallerGone: true, Err: err}
 }

@@ -12,15 +12,19 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/okeragate/caddy-okera-auth/internal/flight"
+	"github.com/okeragate/caddy-okera-auth/internal/safeurl"
 	"github.com/okeragate/caddy-okera-auth/internal/strictjson"
 
 	"github.com/maypok86/otter/v2"
-	"golang.org/x/sync/singleflight"
 )
 
 // DefaultRemoteTimeout is Okera's OKERA_EXTERNAL_JWT_AUTH_SERVER_TIMEOUT_MS
 // default.
 const DefaultRemoteTimeout = 5 * time.Second
+
+// DefaultMaxInFlight bounds the remote calls under way at once.
+const DefaultMaxInFlight = 64
 
 // maxRemoteAnswer bounds the endpoint's answer, so a broken or hostile
 // endpoint cannot make the gateway buffer without limit.
@@ -47,8 +51,9 @@ type RemoteValidator struct {
 	// CacheTTL caches validated answers (never rejections or failures) for
 	// this long, and never past the token's exp; 0 disables the cache.
 	CacheTTL time.Duration
-	// Authoritative makes a rejection final: for endpoints that revoke
-	// tokens the keys would still accept.
+	// Authoritative makes the endpoint's word final, for endpoints that
+	// revoke tokens the keys would still accept: a rejection is final and
+	// unavailability is a 503; the keys never stand in for it.
 	Authoritative bool
 	// TrustTokenClaims lays the endpoint's answer over the token's
 	// unverified payload in Identity.Claims (endpoint members win), so groups
@@ -59,6 +64,11 @@ type RemoteValidator struct {
 	// connections. A caller-supplied client should not follow redirects
 	// either.
 	Client *http.Client
+	// MaxInFlight bounds the calls under way at once; past it a request
+	// counts as unavailable at once. 0 means DefaultMaxInFlight. A call
+	// that no request waits for any more is cancelled, so abandoned
+	// requests cannot pile up at the endpoint.
+	MaxInFlight int
 }
 
 // remote is a RemoteValidator at work inside one chain.
@@ -66,7 +76,7 @@ type remote struct {
 	cfg       RemoteValidator
 	client    *http.Client
 	transport *http.Transport // ours to close; nil with a caller's client
-	flights   singleflight.Group
+	flights   flight.Group[remoteResult]
 	cache     *otter.Cache[[32]byte, *cached] // nil when CacheTTL is 0
 	finish    func(*Identity)                 // the chain's KeepClaims and Derive
 }
@@ -88,7 +98,14 @@ func newRemote(cfg RemoteValidator, cacheSize int) (*remote, error) {
 	if cfg.CacheTTL < 0 {
 		return nil, fmt.Errorf("remote endpoint cache_ttl %s is negative", cfg.CacheTTL)
 	}
+	if cfg.MaxInFlight < 0 {
+		return nil, fmt.Errorf("remote endpoint max_in_flight %d is negative", cfg.MaxInFlight)
+	}
+	if cfg.MaxInFlight == 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
 	r := &remote{cfg: cfg, client: cfg.Client}
+	r.flights.MaxInFlight = cfg.MaxInFlight
 	if r.client == nil {
 		r.transport = http.DefaultTransport.(*http.Transport).Clone()
 		r.client = &http.Client{
@@ -141,22 +158,24 @@ type remoteResult struct {
 }
 
 // validate asks the endpoint, once for all concurrent callers with the same
-// token. The call runs on a context detached from the first caller's
-// cancellation (one impatient client must not fail the others) and bounded
-// by Timeout; each caller still stops waiting when its own context ends.
+// token (internal/flight): the call outlives any one impatient caller, is
+// cancelled when none is left, and is bounded by Timeout. A caller whose
+// own context ends gets ReasonCallerGone, whatever the call would have said.
 func (r *remote) validate(ctx context.Context, sum [32]byte, token string, tok *Token, tc timeClaims, now time.Time) (*Identity, *Error) {
-	ch := r.flights.DoChan(string(sum[:]), func() (any, error) {
-		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Timeout)
+	rr, err := r.flights.Do(ctx, string(sum[:]), func(callCtx context.Context) (remoteResult, error) {
+		callCtx, cancel := context.WithTimeout(callCtx, r.cfg.Timeout)
 		defer cancel()
 		return r.resolve(callCtx, sum, token, tok, tc, now), nil
 	})
-	select {
-	case res := <-ch:
-		rr := res.Val.(remoteResult)
-		return rr.id, rr.err
-	case <-ctx.Done():
-		return nil, unavailable(fmt.Errorf("remote endpoint: %w", ctx.Err()))
+	switch {
+	case ctx.Err() != nil:
+		return nil, callerGone(ctx.Err())
+	case errors.Is(err, flight.ErrLimit):
+		return nil, unavailable(fmt.Errorf("remote endpoint: %d calls already in flight", r.cfg.MaxInFlight))
+	case err != nil:
+		return nil, unavailable(fmt.Errorf("remote endpoint: %w", err))
 	}
+	return rr.id, rr.err
 }
 
 func (r *remote) resolve(ctx context.Context, sum [32]byte, token string, tok *Token, tc timeClaims, now time.Time) remoteResult {
@@ -204,7 +223,9 @@ func (r *remote) call(ctx context.Context, token string) (map[string]any, *Error
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := r.client.Do(req)
 	if err != nil {
-		return nil, unavailable(fmt.Errorf("remote endpoint: %w", err))
+		// net/http quotes the URL in its errors; the operator's userinfo
+		// must not reach the logs (README "Logs").
+		return nil, unavailable(fmt.Errorf("remote endpoint: %s", safeurl.Error(err, r.cfg.URL)))
 	}
 	defer resp.Body.Close()
 	switch code := resp.StatusCode; {

@@ -3,6 +3,7 @@ package validator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -127,10 +128,12 @@ func TestRemote(t *testing.T) {
 		{name: "unknown status 999", handler: answer(999, ``), token: byA, reason: ReasonUnavailable},
 		{name: "connection refused", down: true, keys: keysA, token: byEvil, reason: ReasonUnavailable},
 		{name: "connection refused, keys verify", down: true, keys: keysA, token: byA, user: "bob", by: ByPublicKey},
-		// Authoritative: a rejection is final, unavailability is not.
+		// Authoritative: a rejection is final, and so is unavailability
+		// (503): the keys never stand in for a revoking endpoint.
 		{name: "authoritative 401", handler: answer(401, ``), cfg: RemoteValidator{Authoritative: true}, keys: keysA, token: byA, reason: ReasonRemoteRejected},
 		{name: "authoritative, 2xx without sub", handler: answer(200, `{}`), cfg: RemoteValidator{Authoritative: true}, keys: keysA, token: byA, reason: ReasonRemoteRejected},
-		{name: "authoritative 503, keys verify", handler: answer(503, ``), cfg: RemoteValidator{Authoritative: true}, keys: keysA, token: byA, user: "bob", by: ByPublicKey},
+		{name: "authoritative 503, keys would verify", handler: answer(503, ``), cfg: RemoteValidator{Authoritative: true}, keys: keysA, token: byA, reason: ReasonUnavailable},
+		{name: "authoritative, connection refused, keys would verify", down: true, cfg: RemoteValidator{Authoritative: true}, keys: keysA, token: byA, reason: ReasonUnavailable},
 		{name: "authoritative validated", handler: answer(200, validated), cfg: RemoteValidator{Authoritative: true}, keys: keysA, token: byEvil, user: "alice", by: ByRemote},
 	}
 	for _, tt := range tests {
@@ -401,7 +404,8 @@ func TestRemoteSingleflight(t *testing.T) {
 	}
 }
 
-// A caller that gives up does not cancel the call others wait on.
+// A caller that gives up does not cancel the call others wait on, and gets
+// no decision itself.
 func TestRemoteCallerCancel(t *testing.T) {
 	_, _, evil := testKeys(t)
 	token := sign(t, evil, RS256, nil, claims(nil))
@@ -435,11 +439,13 @@ func TestRemoteCallerCancel(t *testing.T) {
 		close(release)
 		t.Fatal("a cancelled caller kept waiting for the endpoint")
 	}
-	var verr *Error
-	if !errors.As(err, &verr) || !verr.Unavailable || !errors.Is(err, context.Canceled) {
-		t.Fatalf("cancelled caller got %v, want unavailable wrapping context.Canceled", err)
-	}
 	close(release)
+	var verr *Error
+	// Its departure is no decision: never "unavailable", which would let
+	// the chain fall through to the keys (README "Security notes").
+	if !errors.As(err, &verr) || !verr.CallerGone || verr.Unavailable || !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled caller got %v, want caller_gone wrapping context.Canceled", err)
+	}
 	if err := <-patient; err != nil {
 		t.Fatalf("the other caller failed: %v", err)
 	}
@@ -500,4 +506,85 @@ func TestRemoteConfig(t *testing.T) {
 			t.Fatalf("error %v", err)
 		}
 	})
+}
+
+// A caller that goes away while the endpoint thinks gets no decision, and
+// the chain never asks the keys for it: otherwise a client half-closing its
+// connection turns a revocation (authoritative) or the endpoint's own user
+// (non-authoritative) into the keys' verdict on the token's own claims.
+func TestRemoteCallerGoneNeverFallsThrough(t *testing.T) {
+	a, _, _ := testKeys(t)
+	token := sign(t, a, RS256, nil, claims(nil)) // the keys would accept it
+	for _, authoritative := range []bool{false, true} {
+		t.Run(fmt.Sprintf("authoritative=%v", authoritative), func(t *testing.T) {
+			release := make(chan struct{})
+			var cancelled atomic.Bool
+			ep := newEndpoint(t, func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case <-release:
+					answer(401, ``)(w, r)
+				case <-r.Context().Done():
+					cancelled.Store(true)
+				}
+			})
+			defer close(release)
+			c := newChain(t, ChainConfig{
+				Remote: &RemoteValidator{URL: ep.URL, Authoritative: authoritative},
+				Keys:   NewKeyValidator([]Key{staticKey(a, RS256, "a")}),
+			})
+			ctx, cancel := context.WithCancel(context.Background())
+			go func() {
+				for ep.calls.Load() == 0 {
+					time.Sleep(time.Millisecond)
+				}
+				cancel()
+			}()
+			id, err := c.Validate(ctx, token)
+			var verr *Error
+			if id != nil || !errors.As(err, &verr) || !verr.CallerGone || verr.Unavailable {
+				t.Fatalf("departed caller got %+v, %v; want caller_gone and no identity", id, err)
+			}
+			// Nobody waits any more: the call to the endpoint is cancelled.
+			for deadline := time.Now().Add(5 * time.Second); !cancelled.Load(); {
+				if time.Now().After(deadline) {
+					t.Fatal("the endpoint call went on after its only caller left")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// At most MaxInFlight calls run at once; past the bound a new token counts
+// as unavailable at once instead of queueing behind a slow endpoint.
+func TestRemoteMaxInFlight(t *testing.T) {
+	_, _, evil := testKeys(t)
+	release := make(chan struct{})
+	ep := newEndpoint(t, func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		answer(200, `{"sub":"alice"}`)(w, r)
+	})
+	c := newChain(t, ChainConfig{Remote: &RemoteValidator{URL: ep.URL, MaxInFlight: 2}})
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Add(1)
+		tok := sign(t, evil, RS256, nil, claims(map[string]any{"jti": fmt.Sprint("slow-", i)}))
+		go func() { defer wg.Done(); _, _ = c.Validate(context.Background(), tok) }()
+	}
+	for ep.calls.Load() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	wantReject(t, c, sign(t, evil, RS256, nil, claims(map[string]any{"jti": "third"})), ReasonUnavailable)
+	if waited := time.Since(start); waited > 2*time.Second {
+		t.Fatalf("the third call waited %s for a slot", waited)
+	}
+	if n := ep.calls.Load(); n != 2 {
+		t.Fatalf("endpoint received %d calls, want 2", n)
+	}
+	close(release)
+	wg.Wait()
+	if id := wantValid(t, c, sign(t, evil, RS256, nil, claims(map[string]any{"jti": "fourth"}))); id.User != "alice" {
+		t.Fatalf("after the slow calls ended: %+v", id)
+	}
 }
