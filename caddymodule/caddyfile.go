@@ -70,6 +70,8 @@ func parseOkeraAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		signing_key <private key path|file://uri> [RSA256|RSA512]
 //		upstream_token system|minted|original|none
 //		minted_token_ttl <duration>
+//		minted_audience <aud>
+//		accept_system_token
 //		user_header <name>
 //		groups_header <name>
 //		realm <name>
@@ -143,6 +145,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = h.parseSigningKey(d)
 		case "minted_token_ttl":
 			err = parseDuration(d, &h.MintedTokenTTL)
+		case "minted_audience":
+			err = oneArg(d, &h.MintedAudience)
+		case "accept_system_token":
+			err = noArgs(d)
+			h.AcceptSystemToken = true
 		case "jwks_url":
 			err = h.parseJWKSURL(d)
 		case "user_header":

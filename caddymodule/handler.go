@@ -33,6 +33,8 @@ const (
 	DefaultGroupsHeader = "X-Okera-Groups"
 	DefaultRealm        = "okera"
 	DefaultCacheSize    = 100000
+	// DefaultMintedAudience is the aud of minted upstream tokens.
+	DefaultMintedAudience = "okera-upstream"
 )
 
 // Handler authenticates a request the way Okera does: it validates the
@@ -99,8 +101,15 @@ type Handler struct {
 	RequiredGroup string `json:"required_group,omitempty"`
 
 	// Admins are users or groups exempt from RequiredGroup (Okera's
-	// OKERA_CATALOG_ADMINS). Default: the system token's subject.
+	// OKERA_CATALOG_ADMINS). Default: none; with AcceptSystemToken, the
+	// system token's subject (Okera's default), following the token file.
 	Admins []string `json:"admins,omitempty"`
+
+	// AcceptSystemToken lets callers authenticate with the system token.
+	// Off by default: every upstream and the group endpoint receive the
+	// system token, so accepting it back would make one compromised data
+	// service root at every other.
+	AcceptSystemToken bool `json:"accept_system_token,omitempty"`
 
 	// SystemToken is the path (or file:// URI) of the token the gateway sends
 	// upstream (Okera's SYSTEM_TOKEN). Required when UpstreamToken is system,
@@ -118,6 +127,12 @@ type Handler struct {
 
 	// MintedTokenTTL is the life of a minted upstream token. Default 5m.
 	MintedTokenTTL caddy.Duration `json:"minted_token_ttl,omitempty"`
+
+	// MintedAudience is the aud claim of minted upstream tokens. A token
+	// carrying it is always refused from callers, whoever signed it, so an
+	// upstream cannot replay what the gateway gave it. Default
+	// okera-upstream.
+	MintedAudience string `json:"minted_audience,omitempty"`
 
 	// SystemTokenTTL is the life of the system token the gateway mints
 	// with SigningKey when there is no SystemToken. Default 1h. JSON only.
@@ -174,6 +189,10 @@ type RemoteEndpoint struct {
 	// TrustTokenClaims reads groups from the unverified payload of a token
 	// the endpoint validated.
 	TrustTokenClaims bool `json:"trust_token_claims,omitempty"`
+	// MaxInFlight bounds the calls to the endpoint under way at once;
+	// past it a request counts as unavailable at once. Default 64. A call
+	// that no request waits for any more is cancelled. JSON only.
+	MaxInFlight int `json:"max_in_flight,omitempty"`
 }
 
 // PublicKey is one public key file and the one algorithm it verifies.
@@ -205,7 +224,6 @@ func (h *Handler) Cleanup() error {
 var (
 	_ caddy.Module                = (*Handler)(nil)
 	_ caddy.Provisioner           = (*Handler)(nil)
-	_ caddy.Validator             = (*Handler)(nil)
 	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

@@ -13,9 +13,24 @@ type identityNames []string
 func newIdentityNames(names ...string) identityNames {
 	out := make(identityNames, 0, len(names))
 	for _, n := range names {
-		out = append(out, strings.ToLower(strings.NewReplacer("_", "-", ".", "-").Replace(n)))
+		out = append(out, foldHeaderName(n))
 	}
 	return out
+}
+
+// foldHeaderName is a header name as CGI-style back ends see it: lower
+// case, with '_' and '.' read as '-'.
+func foldHeaderName(name string) string {
+	return strings.ToLower(strings.NewReplacer("_", "-", ".", "-").Replace(name))
+}
+
+// hopForbidden reports whether a client may not name this header in
+// Connection or send it as a trailer: the identity headers, and
+// Authorization, which only the gateway decides (a `Connection:
+// Authorization` would make the proxy drop the system token; a trailer
+// would reach the upstream after the body, past the gateway's token).
+func (ids identityNames) hopForbidden(name string) bool {
+	return ids.matches(name) || sameHeaderName(name, "authorization")
 }
 
 // matches reports whether a header name is one of the identity headers in
@@ -54,9 +69,10 @@ func sameHeaderName(name, folded string) bool {
 }
 
 // stripIdentity removes every client-sent spelling of the identity headers
-// from the request's headers and trailers, and their names from the
-// Connection header (a hop-by-hop trick that would make a proxy drop the
-// header the gateway sets, or keep a forged one).
+// from the request's headers, the identity headers and Authorization from
+// its trailers, and all their names from the Connection header (a
+// hop-by-hop trick that would make a proxy drop the header the gateway
+// sets, or keep a forged one).
 func (ids identityNames) stripIdentity(r *http.Request) {
 	for name := range r.Header {
 		if ids.matches(name) {
@@ -82,7 +98,7 @@ func (ids identityNames) stripIdentity(r *http.Request) {
 
 func (ids identityNames) stripTrailer(t http.Header) {
 	for name := range t {
-		if ids.matches(name) {
+		if ids.hopForbidden(name) {
 			delete(t, name)
 		}
 	}
@@ -111,7 +127,7 @@ func (ids identityNames) filterConnection(values []string) []string {
 	dirty := false
 	for _, v := range values {
 		forEachToken(v, func(tok string) {
-			if ids.matches(tok) {
+			if ids.hopForbidden(tok) {
 				dirty = true
 			}
 		})
@@ -123,7 +139,7 @@ func (ids identityNames) filterConnection(values []string) []string {
 	for _, v := range values {
 		var kept []string
 		forEachToken(v, func(tok string) {
-			if !ids.matches(tok) {
+			if !ids.hopForbidden(tok) {
 				kept = append(kept, tok)
 			}
 		})

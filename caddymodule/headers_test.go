@@ -50,6 +50,21 @@ func TestStripIdentity(t *testing.T) {
 			wantHeader: http.Header{},
 		},
 		{
+			// Only the gateway decides the upstream's Authorization: a
+			// client naming it in Connection would make the proxy drop
+			// the system token.
+			name:       "authorization in connection tokens",
+			header:     http.Header{"Authorization": {"Bearer t"}, "Connection": {"keep-alive, Authorization", "AUTHORIZATION"}},
+			wantHeader: http.Header{"Authorization": {"Bearer t"}, "Connection": {"keep-alive"}},
+		},
+		{
+			name:        "authorization trailer",
+			header:      http.Header{},
+			trailer:     http.Header{"Authorization": {"Bearer smuggled"}, "X-Checksum": {"1"}},
+			wantHeader:  http.Header{},
+			wantTrailer: http.Header{"X-Checksum": {"1"}},
+		},
+		{
 			name:       "connection untouched when clean",
 			header:     http.Header{"Connection": {"keep-alive,  Upgrade"}},
 			wantHeader: http.Header{"Connection": {"keep-alive,  Upgrade"}},

@@ -112,7 +112,7 @@ func TestJWKSHandlerServesKeys(t *testing.T) {
 
 	// A token minted upstream-style verifies against the published set.
 	s := newSigner(t, gw, "RS256")
-	m, err := newMinter(func() *mint.Signer { return s }, time.Minute, time.Now)
+	m, err := newMinter(func() *mint.Signer { return s }, time.Minute, DefaultMintedAudience, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,13 +2,16 @@ package caddymodule
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/okeragate/caddy-okera-auth/internal/safeurl"
 	"github.com/okeragate/caddy-okera-auth/resolver"
 	"github.com/okeragate/caddy-okera-auth/validator"
 )
@@ -21,6 +24,12 @@ const defaultRemoteTimeout = 5 * time.Second
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.applyDefaults()
+	// Caddy runs Validate only after Provision succeeded, so every rule is
+	// checked here, before anything is built from the configuration: a
+	// wrong configuration is an error naming its directive, never a panic.
+	if err := h.checkConfig(); err != nil {
+		return err
+	}
 	m, err := registerMetrics(ctx.GetMetricsRegistry())
 	if err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
@@ -66,11 +75,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.afterClaim = &after
 	}
 
-	admins := h.Admins
-	if len(admins) == 0 && h.system != nil {
-		admins = []string{h.system.subject()}
-	}
-	h.admins = newAdminSet(admins)
+	h.admins = newAdminSet(h.Admins)
 	h.required = strings.ToLower(strings.TrimSpace(h.RequiredGroup))
 
 	h.logger.Info("okera_auth provisioned",
@@ -108,6 +113,9 @@ func (h *Handler) applyDefaults() {
 	if h.RemoteEndpoint != nil && h.RemoteEndpoint.Timeout == 0 {
 		h.RemoteEndpoint.Timeout = caddy.Duration(defaultRemoteTimeout)
 	}
+	if h.MintedAudience == "" {
+		h.MintedAudience = DefaultMintedAudience
+	}
 }
 
 // buildValidator loads the public keys and assembles the validation chain:
@@ -119,6 +127,9 @@ func (h *Handler) buildValidator() (*validator.Chain, error) {
 			RequireExp: h.RequireExp,
 			Issuers:    h.Issuers,
 			Audiences:  h.Audiences,
+			// Whoever signed it, a token marked as minted for an upstream
+			// is the gateway's own credential, never a caller's.
+			RefusedAudiences: []string{h.MintedAudience},
 		},
 		CacheSize: h.VerifyCacheSize,
 		Logger:    h.logger,
@@ -135,6 +146,7 @@ func (h *Handler) buildValidator() (*validator.Chain, error) {
 			CacheTTL:         time.Duration(re.CacheTTL),
 			Authoritative:    re.Authoritative,
 			TrustTokenClaims: re.TrustTokenClaims,
+			MaxInFlight:      re.MaxInFlight,
 		}
 	}
 	keys, err := h.keyValidator()
@@ -199,7 +211,7 @@ func (h *Handler) resolverNames() []string {
 func (h *Handler) validatorNames() []string {
 	var names []string
 	if h.RemoteEndpoint != nil {
-		names = append(names, "remote "+h.RemoteEndpoint.URL)
+		names = append(names, "remote "+safeurl.String(h.RemoteEndpoint.URL))
 	}
 	for _, pk := range h.PublicKeys {
 		names = append(names, "public_key "+pk.Path)
@@ -208,8 +220,10 @@ func (h *Handler) validatorNames() []string {
 	return names
 }
 
-// Validate checks the configuration; it is fast and touches nothing.
-func (h *Handler) Validate() error {
+// checkConfig holds every configuration rule of okera_auth, checked once at
+// the top of Provision on the configuration with its defaults applied. It
+// reads no file and touches no network.
+func (h *Handler) checkConfig() error {
 	if h.RemoteEndpoint == nil && len(h.PublicKeys) == 0 && len(h.JWKS) == 0 && h.SigningKey == nil {
 		return fmt.Errorf("okera_auth needs a remote_endpoint or at least one public_key (or a jwks_url, or a signing_key) to validate tokens")
 	}
@@ -219,9 +233,12 @@ func (h *Handler) Validate() error {
 	if err := h.validateJWKS(); err != nil {
 		return err
 	}
-	if h.RemoteEndpoint != nil {
-		if err := checkHTTPURL(h.RemoteEndpoint.URL); err != nil {
+	if re := h.RemoteEndpoint; re != nil {
+		if err := checkHTTPURL(re.URL); err != nil {
 			return fmt.Errorf("remote_endpoint: %w", err)
+		}
+		if re.MaxInFlight < 0 {
+			return fmt.Errorf("remote_endpoint: max_in_flight %d must not be negative", re.MaxInFlight)
 		}
 	}
 	switch h.UpstreamToken {
@@ -234,11 +251,18 @@ func (h *Handler) Validate() error {
 		return fmt.Errorf("upstream_token %q: must be system, minted, original or none", h.UpstreamToken)
 	}
 	for _, name := range h.GroupResolvers {
-		switch {
-		case name == resolver.SourceLDAP && h.LDAP == nil:
-			return fmt.Errorf("group_resolvers lists ldap, but there is no ldap block")
-		case name == resolver.SourceEndpoint && h.GroupsEndpoint == nil:
-			return fmt.Errorf("group_resolvers lists endpoint, but there is no groups_endpoint")
+		switch name {
+		case resolver.SourceClaim:
+		case resolver.SourceLDAP:
+			if h.LDAP == nil {
+				return fmt.Errorf("group_resolvers lists ldap, but there is no ldap block: add ldap { url …; bind_dn …; bind_password …; base_dn … } or remove ldap from group_resolvers")
+			}
+		case resolver.SourceEndpoint:
+			if h.GroupsEndpoint == nil {
+				return fmt.Errorf("group_resolvers lists endpoint, but there is no groups_endpoint: add groups_endpoint <url> or remove endpoint from group_resolvers")
+			}
+		default:
+			return fmt.Errorf("group_resolvers: unknown resolver %q (use claim, ldap, endpoint)", name)
 		}
 	}
 	switch h.OnResolverError {
@@ -249,13 +273,49 @@ func (h *Handler) Validate() error {
 	if h.MaxTokenSize < 0 {
 		return fmt.Errorf("max_token_size must be positive")
 	}
-	if strings.EqualFold(h.UserHeader, h.GroupsHeader) {
-		return fmt.Errorf("user_header and groups_header must differ")
+	if slices.Contains(h.Audiences, h.MintedAudience) {
+		return fmt.Errorf("audience lists %q, the minted_audience of the gateway's own upstream tokens, which are refused from callers: choose another minted_audience or remove it from audience", h.MintedAudience)
 	}
-	for _, name := range []string{h.UserHeader, h.GroupsHeader} {
-		if strings.EqualFold(name, "Authorization") || strings.ContainsAny(name, " :\t\r\n") {
-			return fmt.Errorf("%q cannot be an identity header", name)
+	return checkHeaderNames(map[string]string{"user_header": h.UserHeader, "groups_header": h.GroupsHeader})
+}
+
+// checkHeaderNames refuses header names that are not HTTP tokens, that name
+// Authorization, or that two directives share once folded the way CGI, PHP
+// and WSGI back ends fold them (case, '_' and '.'): such a back end would
+// read a client's X_Okera_User as the gateway's X-Okera-Groups.
+func checkHeaderNames(byDirective map[string]string) error {
+	directives := slices.Sorted(maps.Keys(byDirective))
+	seen := map[string]string{}
+	for _, directive := range directives {
+		name := byDirective[directive]
+		if name == "" {
+			continue
 		}
+		if !isHeaderToken(name) {
+			return fmt.Errorf("%s %q is not a valid header name", directive, name)
+		}
+		folded := foldHeaderName(name)
+		if folded == "authorization" {
+			return fmt.Errorf("%s %q cannot be an identity header: the gateway alone sets Authorization", directive, name)
+		}
+		if other, dup := seen[folded]; dup {
+			return fmt.Errorf("%s %q and %s %q name the same header once case, '_' and '.' are folded (as CGI back ends do); choose distinct names", other, byDirective[other], directive, name)
+		}
+		seen[folded] = directive
 	}
 	return nil
+}
+
+// isHeaderToken reports whether name is an RFC 9110 token.
+func isHeaderToken(name string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return name != ""
 }

@@ -328,7 +328,7 @@ func (k *keyring) watchSystemToken(path string, st *systemToken, changed func(*s
 		if cur := st.v.Load(); cur != nil && cur.token == val.token {
 			return nil
 		}
-		st.v.Store(val)
+		st.replace(val)
 		now := time.Now()
 		if expiresSoon(val, now) {
 			warned = val

@@ -43,6 +43,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if reason != "" {
 		return h.unauthorized(w, r, repl, reason, "", reason != reasonMissing)
 	}
+	if h.isSystemToken(token) {
+		// Every upstream and the group endpoint hold the system token;
+		// accepted back, one compromised data service would be root at
+		// every other (README "Security notes").
+		return h.unauthorized(w, r, repl, validator.ReasonGatewayToken, validator.Fingerprint(token), true)
+	}
 
 	id, err := h.validate.Validate(r.Context(), token)
 	if err != nil {
@@ -50,7 +56,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if !errors.As(err, &verr) {
 			verr = &validator.Error{Reason: "internal", Unavailable: true, Err: err}
 		}
-		if verr.Unavailable {
+		switch {
+		case verr.CallerGone:
+			return h.callerGone(r, repl, validator.Fingerprint(token))
+		case verr.Unavailable:
 			return h.unavailable(w, r, repl, verr.Reason, validator.Fingerprint(token), verr)
 		}
 		return h.unauthorized(w, r, repl, verr.Reason, validator.Fingerprint(token), true)
@@ -58,13 +67,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	c, err := h.callerOf(r.Context(), id)
 	if err != nil {
-		if errors.Is(err, resolver.ErrMalformedClaim) {
+		switch {
+		case errors.Is(err, resolver.ErrCallerGone):
+			return h.callerGone(r, repl, id.TokenID)
+		case errors.Is(err, resolver.ErrMalformedClaim):
 			return h.unauthorized(w, r, repl, "malformed_groups", id.TokenID, true)
 		}
 		return h.unavailable(w, r, repl, "group_resolution", id.TokenID, err)
 	}
 	if !c.allowed {
 		return h.forbidden(w, r, repl, id.User, id.TokenID)
+	}
+	if r.Context().Err() != nil {
+		// The caller left while its groups came from a cache: still no
+		// decision, so a departed request is never forwarded.
+		return h.callerGone(r, repl, id.TokenID)
 	}
 
 	// One allocation for the three header values; each slice is capped so
@@ -116,10 +133,21 @@ func (h *Handler) newCaller(id *validator.Identity, groups resolver.Groups) *cal
 		user:    id.User,
 		names:   groups.Names,
 		joined:  joined,
-		allowed: h.required == "" || slices.Contains(groups.Names, h.required) || h.admins.has(id.User, groups.Names),
+		allowed: h.required == "" || slices.Contains(groups.Names, h.required) || h.isAdmin(id.User, groups.Names),
 		userV:   id.User, groupsV: joined, tokenIDV: id.TokenID,
 		validatorV: boxed(id.By), sourceV: boxed(groups.Source),
 	}
+}
+
+// isAdmin applies admins. Without an admins list nobody is exempt, except
+// that with accept_system_token the system token's subject is (Okera's
+// OKERA_CATALOG_ADMINS default), read from the token in force so that it
+// follows a replaced token file.
+func (h *Handler) isAdmin(user string, groups []string) bool {
+	if len(h.Admins) == 0 {
+		return h.AcceptSystemToken && h.system != nil && user == h.system.subject()
+	}
+	return h.admins.has(user, groups)
 }
 
 // claimRead marks an identity whose groups claim was read, and empty, when
@@ -229,6 +257,7 @@ func (h *Handler) extractToken(r *http.Request) (string, string) {
 // unauthorized answers 401 with the Bearer challenge. invalid tells whether
 // a token was presented (RFC 6750 then asks for error="invalid_token").
 func (h *Handler) unauthorized(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, reason, tokenID string, invalid bool) error {
+	dropCredential(r)
 	hdr := w.Header()
 	if invalid {
 		hdr.Set("WWW-Authenticate", h.challenge.invalid)
@@ -251,6 +280,7 @@ func (h *Handler) unauthorized(w http.ResponseWriter, r *http.Request, repl *cad
 // unavailable answers 503: a validator or group resolver the decision
 // depends on could not answer, so the gateway fails closed.
 func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, reason, tokenID string, cause error) error {
+	dropCredential(r)
 	hdr := w.Header()
 	hdr.Set("Retry-After", retryAfterSeconds)
 	hdr.Set("Cache-Control", "no-store")
@@ -264,6 +294,7 @@ func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, repl *cadd
 
 // forbidden answers 403 to an authenticated user outside required_group.
 func (h *Handler) forbidden(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, user, tokenID string) error {
+	dropCredential(r)
 	w.Header().Set("Cache-Control", "no-store")
 	repl.Set(phError, "not_in_required_group")
 	h.metrics.outcome(outcomeForbidden)
@@ -271,6 +302,36 @@ func (h *Handler) forbidden(w http.ResponseWriter, r *http.Request, repl *caddy.
 		c.Write(zap.String("user", user), zap.String("token_id", tokenID), zap.String("remote_addr", r.RemoteAddr))
 	}
 	return caddyhttp.Error(http.StatusForbidden, errors.New("not in the required group"))
+}
+
+// statusClientClosedRequest is the status Caddy's own reverse_proxy reports
+// when the client went away (nginx's 499); no client ever reads it.
+const statusClientClosedRequest = 499
+
+// callerGone ends a request whose caller went away before a decision: no
+// verdict, nothing forwarded, and nothing counted as an outage or a
+// rejection (README "Security notes").
+func (h *Handler) callerGone(r *http.Request, repl *caddy.Replacer, tokenID string) error {
+	dropCredential(r)
+	repl.Set(phError, validator.ReasonCallerGone)
+	if c := h.logger.Check(zapcore.DebugLevel, "caller went away before a decision"); c != nil {
+		c.Write(zap.String("token_id", tokenID), zap.String("remote_addr", r.RemoteAddr))
+	}
+	return caddyhttp.Error(statusClientClosedRequest, errors.New("the caller went away before a decision"))
+}
+
+// dropCredential removes the caller's Authorization once the request is
+// refused, before Caddy's error handling runs: a handle_errors route that
+// proxies somewhere must never forward the caller's own token.
+func dropCredential(r *http.Request) {
+	delete(r.Header, "Authorization")
+}
+
+// isSystemToken reports whether a presented token is one of the system
+// tokens the gateway hands to upstreams, unless accept_system_token allows
+// them back.
+func (h *Handler) isSystemToken(token string) bool {
+	return !h.AcceptSystemToken && h.system != nil && h.system.is(token)
 }
 
 // challenges are the two WWW-Authenticate values, built once at provision.

@@ -73,9 +73,6 @@ func fixture(t testing.TB, configure func(h *Handler)) (*Handler, *mint.Signer) 
 	if err := h.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.Validate(); err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() { _ = h.Cleanup() })
 	return h, signer
 }
@@ -209,23 +206,32 @@ func TestServeHTTPRefusals(t *testing.T) {
 	}
 }
 
-// The system token's sub is an admin by default, so it passes required_group.
+// admins are exempt from required_group. By default nobody is: a token
+// whose sub happens to be okera is no admin. With accept_system_token the
+// system token's sub is (Okera's default).
 func TestServeHTTPAdminsExempt(t *testing.T) {
 	tests := []struct {
-		name   string
-		admins []string
-		sub    string
-		groups []string
-		want   int
+		name         string
+		admins       []string
+		acceptSystem bool
+		sub          string
+		groups       []string
+		want         int
 	}{
-		{"default admin is the system token's sub", nil, "okera", nil, 0},
-		{"admin user", []string{"carol"}, "carol", nil, 0},
-		{"admin group", []string{"DBA"}, "dave", []string{"dba"}, 0},
-		{"not admin", []string{"carol"}, "okera", nil, 403},
+		{"no default admin", nil, false, "okera", nil, 403},
+		{"with accept_system_token, the system token's sub", nil, true, "okera", nil, 0},
+		{"with accept_system_token, another sub", nil, true, "alice", nil, 403},
+		{"admin user", []string{"carol"}, false, "carol", nil, 0},
+		{"admin group", []string{"DBA"}, false, "dave", []string{"dba"}, 0},
+		{"not admin", []string{"carol"}, true, "okera", nil, 403},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h, signer := fixture(t, func(h *Handler) { h.RequiredGroup = "analysts"; h.Admins = tt.admins })
+			h, signer := fixture(t, func(h *Handler) {
+				h.RequiredGroup = "analysts"
+				h.Admins = tt.admins
+				h.AcceptSystemToken = tt.acceptSystem
+			})
 			r := httptest.NewRequest("GET", "/", nil)
 			r.Header.Set("Authorization", "Bearer "+token(t, signer, tt.sub, tt.groups))
 			_, _, _, err := serve(h, r)
@@ -301,7 +307,9 @@ func TestProvisionErrors(t *testing.T) {
 	}
 }
 
-func TestValidateErrors(t *testing.T) {
+// TestCheckConfigErrors: each configuration rule, checked once by
+// checkConfig at the top of Provision (README "Configuration errors").
+func TestCheckConfigErrors(t *testing.T) {
 	tests := []struct {
 		name string
 		h    Handler
@@ -310,14 +318,22 @@ func TestValidateErrors(t *testing.T) {
 		{"no validator", Handler{UpstreamToken: "none", OnResolverError: "deny"}, "needs a remote_endpoint or at least one public_key"},
 		{"system mode without token", Handler{PublicKeys: []PublicKey{{Path: "a"}}, UpstreamToken: "system", OnResolverError: "deny"}, "needs system_token"},
 		{"ldap listed, not configured", Handler{PublicKeys: []PublicKey{{Path: "a"}}, UpstreamToken: "none", GroupResolvers: []string{"claim", "ldap"}, OnResolverError: "deny"}, "no ldap block"},
-		{"same header twice", Handler{PublicKeys: []PublicKey{{Path: "a"}}, UpstreamToken: "none", OnResolverError: "deny", UserHeader: "X-A", GroupsHeader: "x-a"}, "must differ"},
+		{"endpoint listed, not configured", Handler{PublicKeys: []PublicKey{{Path: "a"}}, UpstreamToken: "none", GroupResolvers: []string{"endpoint"}}, "no groups_endpoint"},
+		{"unknown resolver", Handler{PublicKeys: []PublicKey{{Path: "a"}}, UpstreamToken: "none", GroupResolvers: []string{"claims"}}, "unknown resolver"},
+		{"same header twice", Handler{PublicKeys: []PublicKey{{Path: "a"}}, UpstreamToken: "none", OnResolverError: "deny", UserHeader: "X-A", GroupsHeader: "x-a"}, "name the same header"},
+		{"headers that fold together", Handler{PublicKeys: []PublicKey{{Path: "a"}}, UpstreamToken: "none", UserHeader: "X_Okera_User", GroupsHeader: "X-Okera.User"}, "name the same header"},
 		{"authorization as identity header", Handler{PublicKeys: []PublicKey{{Path: "a"}}, UpstreamToken: "none", OnResolverError: "deny", UserHeader: "Authorization", GroupsHeader: "X-G"}, "cannot be an identity header"},
+		{"folded authorization as identity header", Handler{PublicKeys: []PublicKey{{Path: "a"}}, UpstreamToken: "none", GroupsHeader: "AUTHORIZATION"}, "cannot be an identity header"},
+		{"header name with a space", Handler{PublicKeys: []PublicKey{{Path: "a"}}, UpstreamToken: "none", UserHeader: "X Okera"}, "not a valid header name"},
+		{"audience is the minted audience", Handler{PublicKeys: []PublicKey{{Path: "a"}}, UpstreamToken: "none", Audiences: []string{"okera-upstream"}}, "minted_audience"},
+		{"negative max_in_flight", Handler{RemoteEndpoint: &RemoteEndpoint{URL: "https://auth/v", MaxInFlight: -1}, UpstreamToken: "none"}, "max_in_flight"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := tt.h
-			if err := h.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("Validate = %v, want %q", err, tt.want)
+			h.applyDefaults()
+			if err := h.checkConfig(); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("checkConfig = %v, want %q", err, tt.want)
 			}
 		})
 	}

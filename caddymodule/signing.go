@@ -117,7 +117,7 @@ func (h *Handler) provisionOwnKeys() error {
 		return fmt.Errorf("signing_key: reading private key %q: %w", h.SigningKey.Path, err)
 	}
 	if h.UpstreamToken == UpstreamMinted {
-		m, err := newMinter(h.keyring.signer.load, durationOrDefault(h.MintedTokenTTL, DefaultMintedTokenTTL), time.Now)
+		m, err := newMinter(h.keyring.signer.load, durationOrDefault(h.MintedTokenTTL, DefaultMintedTokenTTL), h.MintedAudience, time.Now)
 		if err != nil {
 			return err
 		}
@@ -178,12 +178,13 @@ func durationOrDefault(d caddy.Duration, def time.Duration) time.Duration {
 // stack and does one cache lookup. Concurrent first requests of one user
 // and group set sign once (singleflight).
 type minter struct {
-	signer func() *mint.Signer
-	ttl    time.Duration
-	now    func() time.Time
-	cache  *otter.Cache[[32]byte, *mintedToken]
-	flight singleflight.Group
-	signs  atomic.Int64 // tokens signed, for tests and debugging
+	signer   func() *mint.Signer
+	ttl      time.Duration
+	audience string // aud of every minted token: refused from callers
+	now      func() time.Time
+	cache    *otter.Cache[[32]byte, *mintedToken]
+	flight   singleflight.Group
+	signs    atomic.Int64 // tokens signed, for tests and debugging
 
 	// observe, when set, is told whether each request reused a token.
 	observe func(hit bool)
@@ -195,8 +196,8 @@ type mintedToken struct {
 	renewAt time.Time
 }
 
-func newMinter(signer func() *mint.Signer, ttl time.Duration, now func() time.Time) (*minter, error) {
-	m := &minter{signer: signer, ttl: ttl, now: now}
+func newMinter(signer func() *mint.Signer, ttl time.Duration, audience string, now func() time.Time) (*minter, error) {
+	m := &minter{signer: signer, ttl: ttl, audience: audience, now: now}
 	cache, err := otter.New(&otter.Options[[32]byte, *mintedToken]{
 		MaximumSize:      mintCacheSize,
 		ExpiryCalculator: otter.ExpiryWriting[[32]byte, *mintedToken](renewAfter(ttl)),
@@ -246,7 +247,7 @@ func (m *minter) bearer(user string, groups []string) (string, error) {
 		if groups == nil {
 			groups = []string{} // "groups": [] tells the upstream there are none
 		}
-		token, exp, err := signer.Sign(mint.Claims{Subject: user, Groups: groups, TTL: m.ttl}, now)
+		token, exp, err := signer.Sign(mint.Claims{Subject: user, Groups: groups, Audience: m.audience, TTL: m.ttl}, now)
 		if err != nil {
 			return nil, err
 		}
@@ -296,7 +297,7 @@ func (s *selfSystemToken) renew(now time.Time) error {
 	if err != nil {
 		return err
 	}
-	s.st.v.Store(&systemTokenValue{token: token, bearer: "Bearer " + token, sub: systemOkeraUser, expires: exp})
+	s.st.replace(&systemTokenValue{token: token, bearer: "Bearer " + token, sub: systemOkeraUser, expires: exp})
 	s.renewAt = now.Add(renewAfter(exp.Sub(now)))
 	if s.changed != nil {
 		s.changed(s.st.v.Load())

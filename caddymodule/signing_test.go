@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -34,7 +35,7 @@ func (c *testClock) advance(d time.Duration) {
 
 func newTestMinter(t *testing.T, s *mint.Signer, ttl time.Duration, clk *testClock) *minter {
 	t.Helper()
-	m, err := newMinter(func() *mint.Signer { return s }, ttl, clk.now)
+	m, err := newMinter(func() *mint.Signer { return s }, ttl, DefaultMintedAudience, clk.now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +44,8 @@ func newTestMinter(t *testing.T, s *mint.Signer, ttl time.Duration, clk *testClo
 }
 
 // A minted upstream token carries sub, groups, iss caddy-okera-auth, iat,
-// nbf, exp = now + ttl, and the signing key's RFC 7638 thumbprint as kid.
+// nbf, exp = now + ttl, aud = minted_audience, and the signing key's RFC
+// 7638 thumbprint as kid.
 func TestMintedTokenClaims(t *testing.T) {
 	key := ownKey(t, 0)
 	s := newSigner(t, key, "RS512")
@@ -67,6 +69,11 @@ func TestMintedTokenClaims(t *testing.T) {
 	}
 	if tok.Subject() != "alice" || tok.Issuer() != mint.Issuer {
 		t.Errorf("sub %q iss %q", tok.Subject(), tok.Issuer())
+	}
+	// The audience marks the token as the gateway's, so it is refused if
+	// an upstream ever presents it back.
+	if aud := tok.Audience(); len(aud) != 1 || aud[0] != DefaultMintedAudience {
+		t.Errorf("aud %q, want [%q]", aud, DefaultMintedAudience)
 	}
 	now := clk.now()
 	if !tok.IssuedAt().Equal(now) || !tok.NotBefore().Equal(now) || !tok.Expiration().Equal(now.Add(5*time.Minute)) {
@@ -177,7 +184,7 @@ func TestMintedTokenHitAllocations(t *testing.T) {
 
 func BenchmarkMintedTokenHit(b *testing.B) {
 	s := newSigner(b, ownKey(b, 0), "RS512")
-	m, err := newMinter(func() *mint.Signer { return s }, 5*time.Minute, time.Now)
+	m, err := newMinter(func() *mint.Signer { return s }, 5*time.Minute, DefaultMintedAudience, time.Now)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -221,16 +228,15 @@ func TestUpstreamTokenMinted(t *testing.T) {
 	if bearerToken(t, got) != minted {
 		t.Error("the minted token was not reused")
 	}
-	// The gateway accepts its own minted token, as public_key.
-	id, err := h.validate.Validate(t.Context(), minted)
-	if err != nil {
-		t.Fatalf("the gateway refuses its own minted token: %v", err)
-	}
-	if id.By != validator.ByPublicKey || id.User != "alice" {
-		t.Errorf("identity %+v", id)
+	// Its signature verifies with the gateway's own key, yet the gateway
+	// refuses it: an upstream must not replay what it was given.
+	_, err = h.validate.Validate(t.Context(), minted)
+	var verr *validator.Error
+	if !errors.As(err, &verr) || verr.Reason != validator.ReasonGatewayToken {
+		t.Fatalf("the gateway's own minted token: %v, want reason %s", err, validator.ReasonGatewayToken)
 	}
 	// Without a system_token the gateway minted its own (sub okera,
-	// groups [root], 1 h) and made okera the default admin.
+	// groups [root], 1 h); without accept_system_token it is no admin.
 	sys, _ := parseVerified(t, h.system.value(), &gw.PublicKey, jwa.RS256)
 	if g, _ := sys.Get("groups"); sys.Subject() != "okera" || len(g.([]any)) != 1 || g.([]any)[0] != "root" {
 		t.Errorf("self-minted system token sub %q groups %v", sys.Subject(), g)
@@ -238,8 +244,11 @@ func TestUpstreamTokenMinted(t *testing.T) {
 	if life := sys.Expiration().Sub(sys.IssuedAt()); life != time.Hour {
 		t.Errorf("self-minted system token life %s, want 1h", life)
 	}
-	if !h.admins.has("okera", nil) {
-		t.Error("okera is not the default admin")
+	if h.isAdmin("okera", nil) {
+		t.Error("okera is an admin without accept_system_token")
+	}
+	if h.isSystemToken(h.system.value()) != true {
+		t.Error("the self-minted system token is not refused from callers")
 	}
 }
 
@@ -336,8 +345,8 @@ func TestOwnKeysValidate(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			h := c.h
 			h.applyDefaults()
-			if err := h.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Errorf("Validate = %v, want %q", err, c.want)
+			if err := h.checkConfig(); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("checkConfig = %v, want %q", err, c.want)
 			}
 		})
 	}
@@ -345,12 +354,12 @@ func TestOwnKeysValidate(t *testing.T) {
 	// system token.
 	h := Handler{SigningKey: &SigningKey{Path: "/k"}}
 	h.applyDefaults()
-	if err := h.Validate(); err != nil {
+	if err := h.checkConfig(); err != nil {
 		t.Errorf("signing_key alone: %v", err)
 	}
 	h = Handler{JWKS: []JWKSURL{{URL: "https://idp/k"}}, UpstreamToken: UpstreamOriginal}
 	h.applyDefaults()
-	if err := h.Validate(); err != nil {
+	if err := h.checkConfig(); err != nil {
 		t.Errorf("jwks_url alone: %v", err)
 	}
 }

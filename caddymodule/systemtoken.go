@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -25,6 +26,10 @@ const expiryWarning = 24 * time.Hour
 // replaced while requests read it.
 type systemToken struct {
 	v atomic.Pointer[systemTokenValue]
+	// previous is the value before the last replacement: upstreams may
+	// still hold it, so it is refused from callers too until its own
+	// expiry (README "Security notes").
+	previous atomic.Pointer[systemTokenValue]
 }
 
 type systemTokenValue struct {
@@ -38,6 +43,25 @@ func (s *systemToken) header() string     { return s.v.Load().bearer }
 func (s *systemToken) subject() string    { return s.v.Load().sub }
 func (s *systemToken) value() string      { return s.v.Load().token }
 func (s *systemToken) expires() time.Time { return s.v.Load().expires }
+
+// replace installs a new value and remembers the one it replaces.
+func (s *systemToken) replace(val *systemTokenValue) {
+	if old := s.v.Swap(val); old != nil && old.token != val.token {
+		s.previous.Store(old)
+	}
+}
+
+// is reports whether token is the system token in force or the one it
+// replaced. The comparison is in constant time: a caller must not learn the
+// system token a byte at a time from how fast it is refused.
+func (s *systemToken) is(token string) bool {
+	for _, v := range [2]*systemTokenValue{s.v.Load(), s.previous.Load()} {
+		if v != nil && len(v.token) == len(token) && subtle.ConstantTimeCompare([]byte(v.token), []byte(token)) == 1 {
+			return true
+		}
+	}
+	return false
+}
 
 // loadSystemToken reads and checks the system token file: it must be a JWT
 // with a subject that has not expired. The signature is not checked here;

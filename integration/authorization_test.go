@@ -37,9 +37,8 @@ func TestRequiredGroup(t *testing.T) {
 	t.Run("a user named like the group is not in it", func(t *testing.T) {
 		assertForbidden(t, g.reject(t, tok("analysts")))
 	})
-	t.Run("default admin: the system token's sub is exempt", func(t *testing.T) {
-		rec := g.accept(t, tok("okera"))
-		assertIdentity(t, rec, "X-Okera-User", "X-Okera-Groups", "okera", "")
+	t.Run("no default admin: a user named okera is not exempt", func(t *testing.T) {
+		assertForbidden(t, g.reject(t, tok("okera")))
 	})
 	t.Run("a spoofed group header does not make a member", func(t *testing.T) {
 		h := tok("bob", "sales")

@@ -138,9 +138,8 @@ func TestCommandLine(t *testing.T) {
 		}
 	})
 
-	t.Run("the generated system token is accepted too", func(t *testing.T) {
-		rec := g.accept(t, bearer(system))
-		assertIdentity(t, rec, "X-Okera-User", "X-Okera-Groups", "okera", "root")
+	t.Run("the generated system token is refused from callers", func(t *testing.T) {
+		assertUnauthorized(t, g.reject(t, bearer(system)), "okera", true)
 	})
 
 	t.Run("an RSA256 token against the default RSA512 key is refused", func(t *testing.T) {

@@ -31,9 +31,9 @@ func TestGroupResolutionRequiredGroup(t *testing.T) {
 			assertForbidden(t, byDefault.reject(t, bearer(userToken(t, user))))
 		}
 	})
-	t.Run("default admin: the system token's sub (okera) is exempt", func(t *testing.T) {
+	t.Run("no default admin: a user named okera is not exempt", func(t *testing.T) {
 		// okera is in no directory and has no groups at all.
-		assertGroups(t, byDefault.accept(t, bearer(userToken(t, "okera"))), "okera", "none")
+		assertForbidden(t, byDefault.reject(t, bearer(userToken(t, "okera"))))
 	})
 	t.Run("admins: a listed user is exempt", func(t *testing.T) {
 		assertGroups(t, listed.accept(t, bearer(userToken(t, "frank"))), "frank", "none")

@@ -110,11 +110,10 @@ func TestPublicKeys(t *testing.T) {
 		g.accept(t, bearer(tok))
 	})
 
-	t.Run("the system token validates at the gateway", func(t *testing.T) {
-		// The system token is signed by key A: the gateway accepts its own
-		// callers' tokens and the system user's alike.
-		rec := g.accept(t, bearer(k.System))
-		assertIdentity(t, rec, "X-Okera-User", "X-Okera-Groups", "okera", "root")
+	t.Run("the system token is refused although key A signed it", func(t *testing.T) {
+		// Upstreams hold the system token: it is no caller's credential
+		// unless accept_system_token says so.
+		assertUnauthorized(t, g.reject(t, bearer(k.System)), "okera", true)
 	})
 
 	// Every one of these is refused with the same 401: the body must not

@@ -251,10 +251,9 @@ func TestRemoteEndpointOptions(t *testing.T) {
 		assertRemoteCall(t, remote.Calls(), tok, 2)
 	})
 
-	t.Run("authoritative: unavailability still falls through to the keys", func(t *testing.T) {
+	t.Run("authoritative: unavailability is 503, the keys never stand in", func(t *testing.T) {
 		remote.Set(remoteReply{Status: 500})
-		rec := g.accept(t, bearer(sign(t, a, jwa.RS512, userClaims("carol"))))
-		assertIdentity(t, rec, "X-Okera-User", "X-Okera-Groups", "carol", "")
+		assertUnavailable(t, g.reject(t, bearer(sign(t, a, jwa.RS512, userClaims("carol")))))
 	})
 
 	t.Run("cache_ttl: N requests, one remote call", func(t *testing.T) {

@@ -28,8 +28,8 @@ func warnings(output string) []string {
 }
 
 // TestSystemTokenWarnings: a system token whose sub is not okera, or that
-// expires within 24 hours, starts the gateway with a warning; its sub is
-// still the default admin (SPEC 3, 5).
+// expires within 24 hours, starts the gateway with a warning; with
+// accept_system_token its sub is the default admin (README "Groups").
 func TestSystemTokenWarnings(t *testing.T) {
 	t.Parallel()
 	k := newKeyFiles(t)
@@ -43,6 +43,7 @@ func TestSystemTokenWarnings(t *testing.T) {
 		public_key %s
 		required_group analysts
 		system_token %s
+		accept_system_token
 	`, k.A, path)})
 
 	warns := strings.Join(warnings(g.Output()), "\n")
