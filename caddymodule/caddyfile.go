@@ -56,6 +56,8 @@ func parseOkeraAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			group_filter <filter>
 //			member_attribute <attr>
 //			group_name_attribute <attr>
+//			user_attribute <attr>
+//			user_match exact|ascii_case
 //			timeout <duration>
 //			cache_ttl <duration>
 //		}

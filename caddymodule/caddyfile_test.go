@@ -86,6 +86,8 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"remote_endpoint not http", "okera_auth {\n\tremote_endpoint ftp://a/v\n}", "must be an absolute http:// or https:// URL"},
 		{"remote_endpoint unknown sub", "okera_auth {\n\tremote_endpoint http://a/v {\n\t\tretries 3\n\t}\n}", "unrecognized remote_endpoint subdirective 'retries'"},
 		{"require_exp with argument", "okera_auth {\n\trequire_exp yes\n}", "wrong argument count"},
+		{"bad ldap user_match", "okera_auth {\n\tldap {\n\t\tuser_match unicode_case\n\t}\n}", "ldap user_match must be exact or ascii_case, not 'unicode_case'"},
+		{"ldap user_attribute without value", "okera_auth {\n\tldap {\n\t\tuser_attribute\n\t}\n}", "wrong argument count"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

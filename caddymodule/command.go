@@ -68,8 +68,9 @@ thumbprint as kid.
 --alg     RSA256 or RSA512; default RSA512
 --claim   an extra claim as name=value, repeatable; a value that parses as
           JSON (a number, true, a list) is used as such, any other value as
-          a string. Registered claims (sub, iss, iat, nbf, exp, groups) come
-          from the flags above and cannot be overridden.
+          a string. The registered claims sub, groups, iss, iat, nbf, exp,
+          aud and jti cannot be set this way: naming one is a usage error
+          (use --sub, --groups or --ttl).
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.Flags().String("key", "", "Private key to sign with")
@@ -229,8 +230,57 @@ func cmdToken(fl caddycmd.Flags) (int, error) {
 	return caddy.ExitCodeSuccess, nil
 }
 
-// printToken signs a token per opts and writes it with a newline.
+// registeredClaims are the claims okera-token sets itself or leaves out on
+// purpose, each with the flag that sets it ("" for none). A --claim naming
+// one is refused rather than dropped or applied: a groups=["admins"] that
+// slipped through made an admin token from a command whose help said it
+// could not (README "Commands").
+var registeredClaims = map[string]string{
+	"sub":    "--sub",
+	"groups": "--groups",
+	"iss":    "",
+	"iat":    "--ttl",
+	"nbf":    "--ttl",
+	"exp":    "--ttl",
+	"aud":    "",
+	"jti":    "",
+}
+
+// parseExtraClaims reads the --claim values, refusing registered claims.
+func parseExtraClaims(kvs []string) (map[string]any, error) {
+	extra := make(map[string]any, len(kvs))
+	for _, kv := range kvs {
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok || strings.TrimSpace(name) == "" {
+			return nil, fmt.Errorf("--claim %q: want name=value", kv)
+		}
+		// " groups" is not "groups" to a JWT library, but it is to a
+		// reader of the command line; refuse both spellings.
+		if flag, registered := registeredClaims[strings.TrimSpace(name)]; registered {
+			msg := fmt.Sprintf("--claim %q: the registered claim %s cannot be set with --claim", kv, strings.TrimSpace(name))
+			if flag != "" {
+				msg += "; use " + flag
+			} else {
+				msg += "; okera-token does not set it"
+			}
+			return nil, errors.New(msg)
+		}
+		var v any
+		if err := json.Unmarshal([]byte(value), &v); err != nil {
+			v = value
+		}
+		extra[name] = v
+	}
+	return extra, nil
+}
+
+// printToken signs a token per opts and writes it with a newline. Usage
+// errors are found before the key is read.
 func printToken(out io.Writer, opts tokenOptions, now time.Time) error {
+	extra, err := parseExtraClaims(opts.Claims)
+	if err != nil {
+		return err
+	}
 	if opts.Key == "" {
 		return fmt.Errorf("--key is required: the private key to sign with")
 	}
@@ -249,24 +299,13 @@ func printToken(out io.Writer, opts tokenOptions, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	c := mint.Claims{Subject: opts.Sub, TTL: opts.TTL, Extra: map[string]any{}}
+	c := mint.Claims{Subject: opts.Sub, TTL: opts.TTL, Extra: extra}
 	if opts.Groups != "" {
 		for _, g := range strings.Split(opts.Groups, ",") {
 			if g = strings.TrimSpace(g); g != "" {
 				c.Groups = append(c.Groups, g)
 			}
 		}
-	}
-	for _, kv := range opts.Claims {
-		name, value, ok := strings.Cut(kv, "=")
-		if !ok || name == "" {
-			return fmt.Errorf("--claim %q: want name=value", kv)
-		}
-		var v any
-		if err := json.Unmarshal([]byte(value), &v); err != nil {
-			v = value
-		}
-		c.Extra[name] = v
 	}
 	token, _, err := signer.Sign(c, now)
 	if err != nil {

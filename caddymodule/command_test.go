@@ -100,7 +100,7 @@ func TestPrintToken(t *testing.T) {
 	var out bytes.Buffer
 	opts := tokenOptions{
 		Key: "file://" + filepath.Join(dir, "id_rsa"), Sub: "alice", Groups: "a, b,,c", TTL: 10 * time.Minute, Alg: "rs256",
-		Claims: []string{"aud=data", "level=3", "sub=mallory", "tags=[\"x\"]"},
+		Claims: []string{"team=data", "level=3", "tags=[\"x\"]"},
 	}
 	if err := printToken(&out, opts, time.Now()); err != nil {
 		t.Fatal(err)
@@ -110,13 +110,13 @@ func TestPrintToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	if tok.Subject() != "alice" {
-		t.Errorf("sub = %q: a --claim must not override --sub", tok.Subject())
+		t.Errorf("sub = %q, want --sub's alice", tok.Subject())
 	}
 	if g, _ := tok.Get("groups"); strings.Join(anyStrings(g), ",") != "a,b,c" {
 		t.Errorf("groups = %v", g)
 	}
-	if aud := tok.Audience(); len(aud) != 1 || aud[0] != "data" {
-		t.Errorf("aud = %v", aud)
+	if team, _ := tok.Get("team"); team != "data" {
+		t.Errorf("team = %#v, want the string data", team)
 	}
 	if lvl, _ := tok.Get("level"); lvl != float64(3) {
 		t.Errorf("level = %#v, want the JSON number 3", lvl)
@@ -141,4 +141,53 @@ func anyStrings(v any) []string {
 		out = append(out, s)
 	}
 	return out
+}
+
+// TRUST-CLI-01: --claim cannot set a registered claim. Such a --claim used
+// to be dropped for some names and applied for others (groups=["admins"]
+// without --groups made an admin token while the help said registered
+// claims cannot be overridden), so what was signed was not what the
+// operator read. Naming one is now a usage error that names the claim and
+// the flag that sets it (README "Commands").
+func TestPrintTokenRefusesRegisteredClaims(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := keygen(keygenOptions{Dir: dir, Alg: "RSA512", Bits: 2048, TTL: time.Hour}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(dir, "id_rsa")
+	for _, tc := range []struct {
+		claim, groups string
+		want          []string // in the error
+	}{
+		{`groups=["admins"]`, "", []string{"registered claim groups", "--groups"}},
+		{`groups=["admins"]`, "analysts", []string{"registered claim groups", "--groups"}},
+		{"groups=admins", "", []string{"registered claim groups", "--groups"}},
+		{"sub=root", "", []string{"registered claim sub", "--sub"}},
+		{"iss=https://idp.example", "", []string{"registered claim iss"}},
+		{"iat=0", "", []string{"registered claim iat", "--ttl"}},
+		{"nbf=0", "", []string{"registered claim nbf", "--ttl"}},
+		{"exp=99999999999", "", []string{"registered claim exp", "--ttl"}},
+		{"aud=data", "", []string{"registered claim aud"}},
+		{"jti=abc", "", []string{"registered claim jti"}},
+		{" groups =[\"admins\"]", "", []string{"registered claim groups", "--groups"}},
+		{"=x", "", []string{"name=value"}},
+	} {
+		t.Run(tc.claim, func(t *testing.T) {
+			var out bytes.Buffer
+			opts := tokenOptions{Key: key, Sub: "alice", Groups: tc.groups, TTL: time.Hour, Alg: "RSA512",
+				Claims: []string{"team=x", tc.claim}}
+			err := printToken(&out, opts, time.Now())
+			if err == nil {
+				t.Fatalf("--claim %s was accepted; printed %s", tc.claim, out.String())
+			}
+			if out.Len() != 0 {
+				t.Errorf("a refused --claim still printed %q", out.String())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %s", err, w)
+				}
+			}
+		})
+	}
 }

@@ -36,8 +36,21 @@ type LDAP struct {
 	// MemberAttribute is the group attribute holding the members' DNs.
 	// Default member.
 	MemberAttribute string `json:"member_attribute,omitempty"`
-	// GroupNameAttribute is the group attribute holding its name. Default cn.
+	// GroupNameAttribute is the group attribute holding its name. Default
+	// cn. An entry with one value is named by it; with several, by the one
+	// its RDN gives (cn=Chess Club names "Chess Club" whatever other cn
+	// values its owner adds); otherwise it is skipped and logged.
 	GroupNameAttribute string `json:"group_name_attribute,omitempty"`
+	// UserAttribute is the user entry's attribute that must name the user,
+	// because directories match filters loosely (case, full-width letters,
+	// repeated spaces). Default uid; Active Directory: sAMAccountName. An
+	// entry without a matching value is "no answer" (README "Group
+	// resolution").
+	UserAttribute string `json:"user_attribute,omitempty"`
+	// UserMatch is how UserAttribute must equal the user: "exact" (byte for
+	// byte, the default) or "ascii_case" (ignoring the case of A-Z only,
+	// for directories whose names are case-insensitive).
+	UserMatch string `json:"user_match,omitempty"`
 	// Timeout bounds each operation (dial, bind, search). Default 5s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 	// CacheTTL caches each user's answer (empty answers too, errors
@@ -99,6 +112,8 @@ func (h *Handler) newLDAPResolver() (*resolver.LDAPResolver, error) {
 	setString(&cfg.GroupFilter, c.GroupFilter)
 	setString(&cfg.MemberAttribute, c.MemberAttribute)
 	setString(&cfg.GroupNameAttribute, c.GroupNameAttribute)
+	setString(&cfg.UserAttribute, c.UserAttribute)
+	setString(&cfg.UserMatch, c.UserMatch)
 	setDuration(&cfg.Timeout, c.Timeout)
 	setTTL(&cfg.CacheTTL, c.CacheTTL)
 	cfg.CacheObserver = h.metrics.cacheObserver("ldap")
@@ -181,6 +196,13 @@ func (h *Handler) parseLDAP(d *caddyfile.Dispenser) error {
 			err = oneArg(d, &l.MemberAttribute)
 		case "group_name_attribute":
 			err = oneArg(d, &l.GroupNameAttribute)
+		case "user_attribute":
+			err = oneArg(d, &l.UserAttribute)
+		case "user_match":
+			err = oneArg(d, &l.UserMatch)
+			if err == nil && l.UserMatch != resolver.UserMatchExact && l.UserMatch != resolver.UserMatchASCIICase {
+				return d.Errf("ldap user_match must be %s or %s, not '%s'", resolver.UserMatchExact, resolver.UserMatchASCIICase, l.UserMatch)
+			}
 		case "timeout":
 			err = parseDuration(d, &l.Timeout)
 		case "cache_ttl":

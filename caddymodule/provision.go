@@ -78,6 +78,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.admins = newAdminSet(h.Admins)
 	h.required = strings.ToLower(strings.TrimSpace(h.RequiredGroup))
 
+	if re := h.RemoteEndpoint; re != nil && re.Authoritative && (len(h.PublicKeys) > 0 || len(h.JWKS) > 0) {
+		// An authoritative endpoint's rejection and unavailability are both
+		// final, so no key is ever asked: say so, rather than let an
+		// operator believe the keys are a fallback.
+		h.logger.Warn("remote_endpoint is authoritative: public_key and jwks_url are never consulted (a rejection is 401, unavailability 503)")
+	}
 	h.logger.Info("okera_auth provisioned",
 		zap.Strings("validators", h.validatorNames()),
 		zap.Strings("group_resolvers", h.resolverNames()),

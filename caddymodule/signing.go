@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/okeragate/caddy-okera-auth/internal/safeurl"
 	"github.com/okeragate/caddy-okera-auth/keyfile"
 	"github.com/okeragate/caddy-okera-auth/mint"
 	"github.com/okeragate/caddy-okera-auth/validator"
@@ -383,14 +384,14 @@ func (h *Handler) keyValidator() (*validator.KeyValidator, error) {
 }
 
 // ownValidatorNames lists the signing key and JWKS validators for the
-// provisioning log line.
+// provisioning log line, with no URL's userinfo (README "Logs").
 func (h *Handler) ownValidatorNames() []string {
 	var names []string
 	if h.SigningKey != nil {
 		names = append(names, "signing_key "+h.SigningKey.Path)
 	}
 	for _, j := range h.JWKS {
-		names = append(names, "jwks "+j.URL)
+		names = append(names, "jwks "+safeurl.String(j.URL))
 	}
 	return names
 }

@@ -151,3 +151,60 @@ func TestCommandLine(t *testing.T) {
 		assertUnauthorized(t, g.reject(t, http.Header{}), "okera", false)
 	})
 }
+
+// TestTrustTokenRegisteredClaims: `okera-token --claim groups=["admins"]`
+// without --groups minted an admin token, although the help said
+// registered claims cannot be overridden. A --claim naming a registered
+// claim is a usage error (exit 1) naming the claim and the flag to use;
+// other claims still work (README "Commands").
+func TestTrustTokenRegisteredClaims(t *testing.T) {
+	t.Parallel()
+	work := t.TempDir()
+	dir := filepath.Join(work, "auth")
+	if res := runCaddy(t, work, "okera-keygen", "--dir", dir); res.ExitCode != 0 {
+		t.Fatalf("okera-keygen exited %d:\n%s", res.ExitCode, res.Output())
+	}
+	priv := filepath.Join(dir, "id_rsa")
+	for _, tc := range []struct{ claim, flag string }{
+		{`groups=["admins"]`, "--groups"},
+		{"sub=root", "--sub"},
+		{"iss=https://idp.example", ""},
+		{"iat=0", "--ttl"},
+		{"nbf=0", "--ttl"},
+		{"exp=99999999999", "--ttl"},
+		{"aud=okera", ""},
+		{"jti=replayed", ""},
+	} {
+		name, _, _ := strings.Cut(tc.claim, "=")
+		t.Run("TRUST-CLI-01 --claim "+tc.claim, func(t *testing.T) {
+			t.Parallel()
+			res := runCaddy(t, work, "okera-token", "--key", priv, "--sub", "alice", "--claim", "team=x", "--claim", tc.claim)
+			if res.ExitCode != 1 {
+				t.Fatalf("exit code %d, want 1; stdout %q stderr %q", res.ExitCode, res.Stdout, res.Stderr)
+			}
+			if strings.Contains(res.Stdout, "eyJ") {
+				t.Errorf("a token was printed: %s", res.Stdout)
+			}
+			if !strings.Contains(res.Stderr, "registered claim "+name) {
+				t.Errorf("the message does not name the claim %s:\n%s", name, res.Stderr)
+			}
+			if tc.flag != "" && !strings.Contains(res.Stderr, "use "+tc.flag) {
+				t.Errorf("the message does not point to %s:\n%s", tc.flag, res.Stderr)
+			}
+		})
+	}
+	t.Run("TRUST-CLI-02 --claim team=x still works", func(t *testing.T) {
+		t.Parallel()
+		res := runCaddy(t, work, "okera-token", "--key", priv, "--sub", "alice", "--claim", "team=x", "--claim", "level=3")
+		if res.ExitCode != 0 {
+			t.Fatalf("exit code %d:\n%s", res.ExitCode, res.Output())
+		}
+		p := payloadOf(t, strings.TrimSpace(res.Stdout))
+		if p["team"] != "x" || p["level"] != float64(3) || p["sub"] != "alice" {
+			t.Errorf("payload %v, want team x, level 3, sub alice", p)
+		}
+		if _, has := p["groups"]; has {
+			t.Errorf("groups %v without --groups", p["groups"])
+		}
+	})
+}

@@ -29,10 +29,13 @@ const groupsPeople = "ou=people," + slapdtest.Suffix
 // fixture (alice: Engineering, Analysts; bob: no group; carol: Many-00..29;
 // eve*)(uid=*: Meta; back\slash: Backslash):
 //
-//	norma  Data-Science, Ops, OPS (another entry, in ou=legacy), "R&D, Europe"
-//	crowd  Crowd
-//	dave   Catalog-Admins
-//	frank  no group
+//	norma       Data-Science, Ops, OPS (another entry, in ou=legacy), "R&D, Europe"
+//	crowd       Crowd
+//	dave        Catalog-Admins
+//	frank       no group
+//	john smith  Smiths (look-alikes: "john  smith", "john\u00a0smith")
+//	chess       Chess Club, whose owner added "cn: Admins", and ou=Board,
+//	            whose cn values are Board and Admins
 func groupsLDIF() string {
 	var b strings.Builder
 	person := func(uid string) string {
@@ -59,6 +62,10 @@ func groupsLDIF() string {
 	group(`cn=R&D\2C Europe,`+groups, "R&D, Europe", norma)
 	group("cn=Crowd,"+groups, "Crowd", crowd)
 	group("cn=Catalog-Admins,"+groups, "Catalog-Admins", dave)
+	group("cn=Smiths,"+groups, "Smiths", person("john smith"))
+	chess := person("chess")
+	fmt.Fprintf(&b, "dn: cn=Chess Club,%s\nobjectClass: groupOfNames\ncn: Chess Club\ncn: Admins\nmember: %s\n\n", groups, chess)
+	fmt.Fprintf(&b, "dn: ou=Board,%s\nobjectClass: groupOfNames\nou: Board\ncn: Board\ncn: Admins\nmember: %s\n\n", groups, chess)
 	return b.String()
 }
 

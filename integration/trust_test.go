@@ -127,7 +127,10 @@ func TestTrustDepartedCaller(t *testing.T) {
 
 	t.Run("TRUST-01 half-closed client vs an authoritative endpoint that revokes", func(t *testing.T) {
 		ep := startSlowEndpoint(t, 400*time.Millisecond, jsonAnswer(401, `{}`))
-		addr, _ := secretSite(t, fmt.Sprintf("remote_endpoint %s {\n\tauthoritative\n}\npublic_key %s\nupstream_token none\n", ep.srv.URL, k.A))
+		addr, p := secretSite(t, fmt.Sprintf("remote_endpoint %s {\n\tauthoritative\n}\npublic_key %s\nupstream_token none\n", ep.srv.URL, k.A))
+		if !strings.Contains(p.Output(), "public_key and jwks_url are never consulted") {
+			t.Error("no start-up warning that an authoritative endpoint leaves the keys unused")
+		}
 		if st, body := halfClosedRequest(t, addr, mallory); st == 200 || strings.Contains(body, "top secret") {
 			t.Fatalf("a half-closed client with a revoked token got %d %q", st, body)
 		}

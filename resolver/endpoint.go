@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/okeragate/caddy-okera-auth/internal/safeurl"
 	"github.com/okeragate/caddy-okera-auth/internal/strictjson"
 )
 
@@ -70,21 +71,29 @@ var errEndpointClosed = errors.New("endpoint resolver is closed")
 // NewEndpointResolver checks cfg and builds the resolver; it does not call
 // the endpoint.
 func NewEndpointResolver(cfg EndpointConfig) (*EndpointResolver, error) {
+	// Errors name the URL without its userinfo, as every log line does
+	// (README "Logs"): these are logged at start-up.
+	safe := safeurl.String(cfg.BaseURL)
 	u, err := url.Parse(cfg.BaseURL)
 	if err != nil {
-		return nil, fmt.Errorf("groups endpoint: %w", err)
+		// url.Error quotes the URL whole; keep only what is wrong with it.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return nil, fmt.Errorf("groups endpoint %q: %s", safe, safeurl.Error(err, cfg.BaseURL))
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("groups endpoint %q: scheme must be http or https", u.Redacted())
+		return nil, fmt.Errorf("groups endpoint %q: scheme must be http or https", safe)
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("groups endpoint %q has no host", u.Redacted())
+		return nil, fmt.Errorf("groups endpoint %q has no host", safe)
 	}
 	if u.User != nil {
-		return nil, fmt.Errorf("groups endpoint %q: credentials in the URL are not supported; the system token is sent", u.Redacted())
+		return nil, fmt.Errorf("groups endpoint %q: credentials in the URL are not supported; the system token is sent", safe)
 	}
 	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
-		return nil, fmt.Errorf("groups endpoint %q: the user is appended to the path, so the URL cannot have a query or fragment", u.Redacted())
+		return nil, fmt.Errorf("groups endpoint %q: the user is appended to the path, so the URL cannot have a query or fragment", safe)
 	}
 	switch {
 	case cfg.Timeout < 0:

@@ -456,3 +456,32 @@ func TestEndpointClose(t *testing.T) {
 		t.Error("Resolve after Close succeeded")
 	}
 }
+
+// TRUST-LOG-08: a groups endpoint URL with credentials is refused, and the
+// refusal, which Caddy logs at start-up, carries neither the password nor
+// the user name, whatever part of the URL is wrong (README "Logs").
+func TestNewEndpointResolverRedactsUserinfo(t *testing.T) {
+	for _, raw := range []string{
+		"https://user:s3cretpw@h/groups",
+		"https://user:s3cretpw@h/groups?x=1",
+		"ftp://user:s3cretpw@h/groups",
+		"https://user:s3cretpw@h:notaport/groups",
+		"https://user:s3cretpw@h/groups\x7f",
+		"https://user@h/groups",
+	} {
+		t.Run(fmt.Sprintf("%q", raw), func(t *testing.T) {
+			cfg := resolver.DefaultEndpointConfig()
+			cfg.BaseURL = raw
+			r, err := resolver.NewEndpointResolver(cfg)
+			if err == nil {
+				r.Close()
+				t.Fatal("accepted a URL with credentials")
+			}
+			for _, secret := range []string{"s3cretpw", "user"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("the error reveals %q: %v", secret, err)
+				}
+			}
+		})
+	}
+}

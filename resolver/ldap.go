@@ -41,12 +41,26 @@ const (
 	DefaultMemberAttribute = "member"
 	// DefaultGroupNameAttribute holds a group's name.
 	DefaultGroupNameAttribute = "cn"
+	// DefaultUserAttribute is the user entry's attribute that must name the
+	// user (OpenLDAP's uid; Active Directory's is sAMAccountName).
+	DefaultUserAttribute = "uid"
 	// DefaultLDAPPoolSize is how many connections to the directory may be
 	// open at once.
 	DefaultLDAPPoolSize = 4
 	// DefaultLDAPSizeLimit is the most groups one user may be in; a user in
 	// more is an error rather than a silently truncated list.
 	DefaultLDAPSizeLimit = 1000
+)
+
+// How the user entry's UserAttribute must equal the user.
+const (
+	// UserMatchExact: byte for byte, the default.
+	UserMatchExact = "exact"
+	// UserMatchASCIICase: equal once ASCII letters A-Z are folded, and
+	// nothing else, for directories such as AD whose names are
+	// case-insensitive. Unicode case folding is never applied: it would
+	// let ALİCE (U+0130) or the Kelvin sign stand for ASCII letters.
+	UserMatchASCIICase = "ascii_case"
 )
 
 // userPlaceholder in UserFilter stands for the RFC 4515-escaped user.
@@ -76,8 +90,19 @@ type LDAPConfig struct {
 	GroupFilter string
 	// MemberAttribute is the group attribute that holds members' DNs.
 	MemberAttribute string
-	// GroupNameAttribute is the group attribute whose values are the group names.
+	// GroupNameAttribute is the group attribute that names a group. An
+	// entry with several values of it is named by its RDN's value when the
+	// RDN uses this attribute, and skipped otherwise: a group owner must not
+	// be able to add the name "admins" to an unrelated group.
 	GroupNameAttribute string
+	// UserAttribute is the user entry's attribute that must hold the user's
+	// name (see UserMatch); the entry is "no answer" otherwise. Directories
+	// match filters loosely (case, width, look-alike letters, repeated
+	// spaces), so without this check ａｌｉｃｅ or "john  smith" would be
+	// handed alice's or john smith's groups (README "Group resolution").
+	UserAttribute string
+	// UserMatch is UserMatchExact (the default) or UserMatchASCIICase.
+	UserMatch string
 	// Timeout bounds each operation: dial, TLS handshake, bind, each search.
 	Timeout time.Duration
 	// CacheTTL is how long an answer for a user is kept; zero keeps none.
@@ -101,6 +126,8 @@ func DefaultLDAPConfig() LDAPConfig {
 		GroupFilter:        DefaultGroupFilter,
 		MemberAttribute:    DefaultMemberAttribute,
 		GroupNameAttribute: DefaultGroupNameAttribute,
+		UserAttribute:      DefaultUserAttribute,
+		UserMatch:          UserMatchExact,
 		Timeout:            DefaultTimeout,
 		CacheTTL:           DefaultCacheTTL,
 		PoolSize:           DefaultLDAPPoolSize,
@@ -120,6 +147,7 @@ type LDAPResolver struct {
 	pool        *ldapPool
 	answers     *answerCache[[]string]
 	closed      atomic.Bool
+	log         *zap.Logger
 }
 
 // attributeName is an attribute description of RFC 4512: a name with
@@ -145,6 +173,7 @@ func NewLDAPResolver(cfg LDAPConfig, logger *zap.Logger) (*LDAPResolver, error) 
 		cfg:         cfg,
 		userFilter:  parenthesize(cfg.UserFilter),
 		groupFilter: parenthesize(cfg.GroupFilter),
+		log:         logger,
 	}
 	if err := r.checkFilters(); err != nil {
 		return nil, fmt.Errorf("ldap config: %w", err)
@@ -165,6 +194,8 @@ func (c LDAPConfig) withDefaults() (LDAPConfig, error) {
 		{&c.GroupFilter, def.GroupFilter},
 		{&c.MemberAttribute, def.MemberAttribute},
 		{&c.GroupNameAttribute, def.GroupNameAttribute},
+		{&c.UserAttribute, def.UserAttribute},
+		{&c.UserMatch, def.UserMatch},
 	} {
 		if strings.TrimSpace(*f.v) == "" {
 			*f.v = f.def
@@ -216,10 +247,14 @@ func (c LDAPConfig) withDefaults() (LDAPConfig, error) {
 	for _, a := range []struct{ name, value string }{
 		{"member_attribute", c.MemberAttribute},
 		{"group_name_attribute", c.GroupNameAttribute},
+		{"user_attribute", c.UserAttribute},
 	} {
 		if !attributeName.MatchString(a.value) {
 			return c, fmt.Errorf("%s %q is not an attribute name", a.name, a.value)
 		}
+	}
+	if c.UserMatch != UserMatchExact && c.UserMatch != UserMatchASCIICase {
+		return c, fmt.Errorf("user_match %q: must be %s or %s", c.UserMatch, UserMatchExact, UserMatchASCIICase)
 	}
 	return c, nil
 }
@@ -364,7 +399,7 @@ func (r *LDAPResolver) lookup(ctx context.Context, user string) ([]string, error
 
 func (r *LDAPResolver) query(ctx context.Context, c *ldapConn, user string) ([]string, error) {
 	// Two entries are enough to know the filter is ambiguous.
-	res, err := c.search(ctx, r.searchRequest(r.userSearchFilter(user), 2, "1.1"))
+	res, err := c.search(ctx, r.searchRequest(r.userSearchFilter(user), 2, r.cfg.UserAttribute))
 	several := isSizeLimit(err) || (err == nil && len(res.Entries) > 1)
 	switch {
 	case several:
@@ -375,6 +410,12 @@ func (r *LDAPResolver) query(ctx context.Context, c *ldapConn, user string) ([]s
 		return nil, nil
 	}
 	dn := res.Entries[0].DN
+	if !r.namesUser(res.Entries[0], user) {
+		if ce := r.log.Check(zap.DebugLevel, "the LDAP entry found does not name the user; no groups from LDAP"); ce != nil {
+			ce.Write(zap.String("user", user), zap.String("dn", dn), zap.String("user_attribute", r.cfg.UserAttribute))
+		}
+		return nil, nil
+	}
 
 	res, err = c.search(ctx, r.searchRequest(r.groupSearchFilter(dn), r.cfg.SizeLimit, r.cfg.GroupNameAttribute))
 	if err != nil {
@@ -385,9 +426,71 @@ func (r *LDAPResolver) query(ctx context.Context, c *ldapConn, user string) ([]s
 	}
 	groups := make([]string, 0, len(res.Entries))
 	for _, e := range res.Entries {
-		groups = append(groups, e.GetEqualFoldAttributeValues(r.cfg.GroupNameAttribute)...)
+		values := e.GetEqualFoldAttributeValues(r.cfg.GroupNameAttribute)
+		if len(values) == 0 {
+			continue
+		}
+		name, ok := groupName(e.DN, values, r.cfg.GroupNameAttribute)
+		if !ok {
+			r.log.Warn("skipped an LDAP group whose name attribute holds several values and whose RDN does not say which one names it",
+				zap.String("group_dn", e.DN), zap.String("group_name_attribute", r.cfg.GroupNameAttribute))
+			continue
+		}
+		groups = append(groups, name)
 	}
 	return groups, nil
+}
+
+// namesUser reports whether the user entry's UserAttribute holds the user:
+// byte for byte, or with UserMatchASCIICase equal once A-Z are folded.
+func (r *LDAPResolver) namesUser(e *ldap.Entry, user string) bool {
+	for _, v := range e.GetEqualFoldAttributeValues(r.cfg.UserAttribute) {
+		if v == user || (r.cfg.UserMatch == UserMatchASCIICase && asciiEqualFold(v, user)) {
+			return true
+		}
+	}
+	return false
+}
+
+// asciiEqualFold is strings.EqualFold restricted to ASCII letters: any
+// other byte must be equal as it is.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// groupName is the name of the group entry at dn whose attr holds values
+// (at least one): the one value, or, when it holds several, the value its
+// RDN gives attr. ok is false when the RDN does not use attr or names none
+// of the values.
+func groupName(entryDN string, values []string, attr string) (string, bool) {
+	if len(values) == 1 {
+		return values[0], true
+	}
+	dn, err := ldap.ParseDN(entryDN)
+	if err != nil || len(dn.RDNs) == 0 {
+		return "", false
+	}
+	for _, a := range dn.RDNs[0].Attributes {
+		if strings.EqualFold(a.Type, attr) && slices.Contains(values, a.Value) {
+			return a.Value, true
+		}
+	}
+	return "", false
 }
 
 // searchRequest limits the answer on both ends: the server is asked for at

@@ -38,6 +38,10 @@ func TestLDAPResolve(t *testing.T) {
 
 	byCN := plain
 	byCN.UserFilter = "(&(objectClass=inetOrgPerson)(cn={0}))"
+	byCN.UserAttribute = "cn"
+
+	asciiCase := plain
+	asciiCase.UserMatch = resolver.UserMatchASCIICase
 
 	tests := []struct {
 		name    string
@@ -65,6 +69,14 @@ func TestLDAPResolve(t *testing.T) {
 		{name: "empty user is no answer", cfg: plain, user: ""},
 		{name: "custom group filter and member attribute", cfg: uniqueMembers, user: "alice", want: []string{"Unique-Alice"}},
 		{name: "custom user filter", cfg: byCN, user: "Alice", want: []string{"Analysts", "Engineering"}},
+		// The directory's loose matching finds alice's entry for these, but
+		// the entry does not name them: no answer, never alice's groups.
+		{name: "upper case under exact", cfg: plain, user: "ALICE"},
+		{name: "fullwidth look-alike", cfg: plain, user: "ａｌｉｃｅ"},
+		{name: "fullwidth look-alike under ascii_case", cfg: asciiCase, user: "ａｌｉｃｅ"},
+		{name: "dotted capital I under ascii_case", cfg: asciiCase, user: "ALİCE"},
+		{name: "upper case under ascii_case", cfg: asciiCase, user: "ALICE", want: []string{"Analysts", "Engineering"}},
+		{name: "the custom filter's attribute, other case", cfg: byCN, user: "alice"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,13 +6,17 @@ import (
 	"crypto/rsa"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/okeragate/caddy-okera-auth/internal/safeurl"
 	"github.com/okeragate/caddy-okera-auth/internal/strictjson"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -43,7 +47,9 @@ const (
 
 // JWKSConfig configures NewJWKSSource.
 type JWKSConfig struct {
-	// URL is the identity provider's JWK Set (http or https).
+	// URL is the identity provider's JWK Set (http or https). Userinfo in
+	// it (https://user:pass@idp/...) is sent as Basic credentials and never
+	// logged.
 	URL string
 	// Refresh is how often the set is fetched again; 0 means
 	// DefaultJWKSRefresh. Values under MinJWKSRefresh are refused.
@@ -51,7 +57,9 @@ type JWKSConfig struct {
 	// Client makes the requests; nil means a client with a 10 s timeout
 	// and no keep-alive. Its Timeout should be set: a fetch that never ends
 	// holds a worker. Close closes its idle connections; a transport
-	// without keep-alive has none that could outlive the source.
+	// without keep-alive has none that could outlive the source. The
+	// source works on a copy that never follows redirects, whatever the
+	// client's own CheckRedirect says.
 	Client *http.Client
 	// Logger receives fetch failures and key-set changes; nil means none.
 	Logger *zap.Logger
@@ -77,8 +85,13 @@ type JWKSConfig struct {
 // afterwards a failed refresh keeps the last good set. Periodic refreshes go
 // through jwx's jwk.Cache. A token whose kid is unknown causes one immediate
 // fetch, at most once per JWKSKidCooldown (counted from any fetch).
+//
+// No fetch follows a redirect: a 3xx is a failed fetch, so neither an open
+// redirect at the identity provider nor a plain-http hop answering with one
+// can bring in a key. The URL's userinfo is kept apart from the URL that
+// jwk.Cache, net/http and the logs see, so no error message can quote it.
 type JWKSSource struct {
-	url      string
+	url      string // the configured URL without its userinfo
 	refresh  time.Duration
 	client   *http.Client
 	fetcher  *jwksFetcher
@@ -111,8 +124,10 @@ type jwksState struct {
 func NewJWKSSource(cfg JWKSConfig) (*JWKSSource, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("JWKS URL %q must be an absolute http:// or https:// URL", cfg.URL)
+		return nil, fmt.Errorf("JWKS URL %q must be an absolute http:// or https:// URL", safeurl.String(cfg.URL))
 	}
+	creds := u.User
+	u.User = nil
 	refresh := cfg.Refresh
 	if refresh == 0 {
 		refresh = DefaultJWKSRefresh
@@ -121,22 +136,31 @@ func NewJWKSSource(cfg JWKSConfig) (*JWKSSource, error) {
 		return nil, fmt.Errorf("JWKS refresh interval %s is under the minimum of %s", refresh, MinJWKSRefresh)
 	}
 	s := &JWKSSource{
-		url:      cfg.URL,
+		url:      u.String(),
 		refresh:  refresh,
-		client:   cfg.Client,
 		log:      cfg.Logger,
 		now:      cfg.now,
 		retryMin: cfg.retryMin,
 	}
-	if s.client == nil {
+	if cfg.Client != nil {
+		c := *cfg.Client
+		s.client = &c
+	} else {
 		// Without keep-alive no connection outlives Close.
 		s.client = &http.Client{
 			Timeout:   defaultJWKSTimeout,
 			Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, DisableKeepAlives: true},
 		}
 	}
+	// A redirect is answered as it is, and the fetcher refuses it: the
+	// keys come from the URL the operator configured, or not at all.
+	s.client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	if s.log == nil {
 		s.log = zap.NewNop()
+	}
+	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		s.log.Warn("jwks_url is plain http:// to a host that is not loopback: any hop on the way can substitute its own keys, and so forge a token for any user; use https://",
+			zap.String("url", s.url))
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -145,7 +169,7 @@ func NewJWKSSource(cfg JWKSConfig) (*JWKSSource, error) {
 		s.retryMin = jwksRetryMin
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.fetcher = &jwksFetcher{ctx: s.ctx, client: s.client, now: s.now}
+	s.fetcher = &jwksFetcher{ctx: s.ctx, client: s.client, now: s.now, creds: creds, raw: cfg.URL, safe: s.url}
 
 	// jwk.Cache schedules the periodic refreshes. Its refresh window is the
 	// tick at which due refreshes start, so it bounds how late one can be.
@@ -154,7 +178,7 @@ func NewJWKSSource(cfg JWKSConfig) (*JWKSSource, error) {
 		jwk.WithRefreshWindow(window),
 		jwk.WithErrSink(httprcErrSink(func(err error) {
 			if s.ctx.Err() == nil {
-				s.log.Warn("JWKS refresh failed; the previous keys stay in force", zap.String("url", s.url), zap.Error(err))
+				s.log.Warn("JWKS refresh failed; the previous keys stay in force", zap.String("url", s.url), zap.Error(s.fetcher.redact(err)))
 			}
 		})))
 	err = s.cache.Register(s.url,
@@ -167,7 +191,7 @@ func NewJWKSSource(cfg JWKSConfig) (*JWKSSource, error) {
 		})))
 	if err != nil {
 		s.cancel()
-		return nil, fmt.Errorf("JWKS %s: %w", cfg.URL, err)
+		return nil, fmt.Errorf("JWKS %s: %w", s.url, s.fetcher.redact(err))
 	}
 	s.wg.Add(1)
 	go s.start()
@@ -187,6 +211,7 @@ func (s *JWKSSource) start() {
 		if s.ctx.Err() != nil {
 			return
 		}
+		err = s.fetcher.redact(err)
 		last := err
 		s.startupErr.Store(&last)
 		s.log.Warn("cannot fetch the JWKS; tokens that only its keys could verify get 503 until it can be fetched. Retrying",
@@ -358,7 +383,7 @@ func (s *JWKSSource) refreshForKid(ctx context.Context) bool {
 		go func() {
 			defer s.wg.Done()
 			if err := s.fetchNow(); err != nil && s.ctx.Err() == nil {
-				s.log.Warn("JWKS fetch for an unknown kid failed; the previous keys stay in force", zap.String("url", s.url), zap.Error(err))
+				s.log.Warn("JWKS fetch for an unknown kid failed; the previous keys stay in force", zap.String("url", s.url), zap.Error(s.fetcher.redact(err)))
 			}
 			s.kidMu.Lock()
 			s.kidInflight = nil
@@ -419,15 +444,22 @@ func (s *JWKSSource) Close() {
 	s.client.CloseIdleConnections()
 }
 
-// jwksFetcher is the HTTP client jwk.Cache uses (it knows only Get). It ties
-// every request to the source's life, so Close interrupts a fetch; reads the
-// body whole, bounded, and closes it (jwk.Cache would leave the body of a
-// non-200 answer open); and stamps each attempt for the cool-down.
+// jwksFetcher is the HTTP client jwk.Cache uses (it knows only Get), and
+// the one every other fetch of the source goes through, so that no fetch
+// can take another path: without it httprc would use http.DefaultClient,
+// which follows redirects. It ties every request to the source's life, so
+// Close interrupts a fetch; refuses every answer but 200, a redirect
+// included; reads the body whole, bounded, and closes it (jwk.Cache would
+// leave the body of a non-200 answer open); adds the URL's credentials,
+// which nothing else holds; and stamps each attempt for the cool-down.
 type jwksFetcher struct {
 	ctx    context.Context
-	client *http.Client
+	client *http.Client // never follows a redirect
 	now    func() time.Time
-	last   atomic.Int64 // UnixNano of the latest attempt
+	creds  *url.Userinfo // from the configured URL; nil when it had none
+	raw    string        // the configured URL, only to redact messages
+	safe   string        // the URL without userinfo, as fetched and logged
+	last   atomic.Int64  // UnixNano of the latest attempt
 }
 
 func (f *jwksFetcher) Get(u string) (*http.Response, error) {
@@ -437,11 +469,19 @@ func (f *jwksFetcher) Get(u string) (*http.Response, error) {
 		return nil, err
 	}
 	req.Header.Set("Accept", "application/jwk-set+json, application/json")
+	if f.creds != nil {
+		pw, _ := f.creds.Password()
+		req.SetBasicAuth(f.creds.Username(), pw)
+	}
 	res, err := f.client.Do(req)
 	if err != nil {
 		return nil, err
 	}
 	defer res.Body.Close()
+	if res.StatusCode >= 300 && res.StatusCode < 400 {
+		_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 4096))
+		return nil, fmt.Errorf("GET %s answered %s (redirect to %q); redirects are not followed", u, res.Status, safeurl.String(res.Header.Get("Location")))
+	}
 	if res.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 4096))
 		return nil, fmt.Errorf("GET %s answered %s", u, res.Status)
@@ -457,6 +497,44 @@ func (f *jwksFetcher) Get(u string) (*http.Response, error) {
 	out.Body = io.NopCloser(bytes.NewReader(data))
 	out.ContentLength = int64(len(data))
 	return &out, nil
+}
+
+// redact returns err with a message that holds no userinfo, for logs and
+// Unavailable. The URL jwk.Cache and net/http are given has none, but the
+// configured one may still be quoted by a message built from it (%q-escaped
+// by jwx and httprc); the chain is kept for errors.Is.
+func (f *jwksFetcher) redact(err error) error {
+	if err == nil || f.creds == nil {
+		return err
+	}
+	msg := safeurl.Error(err, f.raw)
+	quoted := strconv.Quote(f.raw)
+	msg = strings.ReplaceAll(msg, quoted[1:len(quoted)-1], f.safe)
+	msg = strings.ReplaceAll(msg, f.creds.String()+"@", "")
+	if msg == err.Error() {
+		return err
+	}
+	return &redactedError{msg: msg, err: err}
+}
+
+// redactedError is an error whose message was rid of credentials.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// isLoopbackHost reports whether host (without port or brackets) names
+// this machine: localhost, 127.0.0.0/8 or ::1. A plain-http fetch from such
+// a host crosses no network an attacker could sit on.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // httprcErrSink adapts a function to jwk.ErrSink.

@@ -6,7 +6,9 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -19,26 +21,34 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwk"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // idp is an identity provider's JWKS endpoint whose answer the test sets,
 // counting the fetches it receives.
 type idp struct {
-	srv    *httptest.Server
-	mu     sync.Mutex
-	status int
-	body   []byte
-	hits   atomic.Int64
+	srv      *httptest.Server
+	mu       sync.Mutex
+	status   int
+	body     []byte
+	location string // sent as Location when set
+	auth     string // the Authorization header of the latest fetch
+	hits     atomic.Int64
 }
 
 func newIdP(t *testing.T) *idp {
 	t.Helper()
 	p := &idp{status: http.StatusOK, body: []byte(`{"keys":[]}`)}
-	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.hits.Add(1)
 		p.mu.Lock()
-		status, body := p.status, p.body
+		status, body, location := p.status, p.body, p.location
+		p.auth = r.Header.Get("Authorization")
 		p.mu.Unlock()
+		if location != "" {
+			w.Header().Set("Location", location)
+		}
 		w.Header().Set("Content-Type", "application/jwk-set+json")
 		w.WriteHeader(status)
 		w.Write(body)
@@ -50,7 +60,21 @@ func newIdP(t *testing.T) *idp {
 func (p *idp) set(status int, body []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.status, p.body = status, body
+	p.status, p.body, p.location = status, body, ""
+}
+
+// redirect makes every later fetch answer status with Location: to.
+func (p *idp) redirect(status int, to string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.status, p.body, p.location = status, nil, to
+}
+
+// lastAuth is the Authorization header the latest fetch carried.
+func (p *idp) lastAuth() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.auth
 }
 
 // jwkOpt describes one key of a test JWK Set.
@@ -438,5 +462,252 @@ func TestJWKSCloseStopsGoroutines(t *testing.T) {
 			buf := make([]byte, 1<<20)
 			t.Fatalf("%d goroutines, %d before\n%s", n, before, buf[:runtime.Stack(buf, true)])
 		}
+	}
+}
+
+// TRUST-JWKS-01..03: no fetch of the JWK Set follows a redirect. An open
+// redirect at the identity provider, or a plain-http hop that turns the
+// answer into a 3xx pointing at its own set, would otherwise bring in the
+// attacker's key and with it a token for any user, root in admins included,
+// while the logs name only the configured URL (README "Validation",
+// jwks_url). Every path that fetches is covered: the start-up fetch, jwk.Cache's
+// periodic refresh and the refresh an unknown kid triggers; and with a
+// caller's client whose redirect policy is Go's default, since the source
+// must not rely on the caller to have turned redirects off.
+func TestJWKSFollowsNoRedirect(t *testing.T) {
+	a, _, attacker := testKeys(t)
+	legit := jwkSet(t, map[any]jwkOpt{&a.PublicKey: {kid: "a", alg: RS256}})
+	planted := jwkSet(t, map[any]jwkOpt{&attacker.PublicKey: {kid: "evil", alg: RS256}, &a.PublicKey: {kid: "a", alg: RS256}})
+	callersClient := func() *http.Client { return &http.Client{Timeout: 5 * time.Second} }
+	for _, tc := range []struct {
+		id, path string
+		status   int
+		client   func() *http.Client
+	}{
+		{"TRUST-JWKS-01", "start-up", http.StatusFound, nil},
+		{"TRUST-JWKS-01", "start-up", http.StatusMovedPermanently, callersClient},
+		{"TRUST-JWKS-01", "start-up", http.StatusTemporaryRedirect, nil},
+		{"TRUST-JWKS-02", "periodic refresh", http.StatusFound, nil},
+		{"TRUST-JWKS-02", "periodic refresh", http.StatusPermanentRedirect, callersClient},
+		{"TRUST-JWKS-03", "unknown kid", http.StatusFound, nil},
+		{"TRUST-JWKS-03", "unknown kid", http.StatusSeeOther, callersClient},
+	} {
+		name := fmt.Sprintf("%s %s %d", tc.id, tc.path, tc.status)
+		if tc.client != nil {
+			name += " caller's client"
+		}
+		t.Run(name, func(t *testing.T) {
+			evil := newIdP(t)
+			evil.set(http.StatusOK, planted)
+			p := newIdP(t)
+			clk := &clock{t: time.Now()}
+			cfg := JWKSConfig{URL: p.srv.URL + "/jwks", now: clk.now}
+			if tc.client != nil {
+				cfg.Client = tc.client()
+			}
+			forged := sign(t, attacker, RS256, withKid("evil"), claims(map[string]any{"sub": "root", "groups": []any{"admins"}}))
+			switch tc.path {
+			case "start-up":
+				p.redirect(tc.status, evil.srv.URL+"/evil.json")
+				src := newJWKS(t, cfg)
+				waitFor(t, "a failed start-up fetch", func() bool { return src.startupErr.Load() != nil })
+				c := jwksChain(t, src)
+				wantReject(t, c, forged, ReasonUnavailable)
+				if err := src.Unavailable(); err == nil || !strings.Contains(err.Error(), fmt.Sprint(tc.status)) {
+					t.Errorf("Unavailable() = %v, want it to name the %d answer", err, tc.status)
+				}
+			case "periodic refresh":
+				p.set(http.StatusOK, legit)
+				cfg.Refresh, cfg.shortRefresh = time.Second, true
+				src := newJWKS(t, cfg)
+				waitFor(t, "the first fetch", func() bool { return src.Unavailable() == nil })
+				p.redirect(tc.status, evil.srv.URL+"/evil.json")
+				n := p.hits.Load()
+				// Two more fetches: the first one's answer has been handled.
+				waitFor(t, "periodic refreshes", func() bool { return p.hits.Load() >= n+2 })
+				if keys := src.Keys(); len(keys) != 1 || keys[0].ID != "a" {
+					t.Errorf("keys after redirected refreshes: %v, want only a", keys)
+				}
+				wantReject(t, jwksChain(t, src), forged, ReasonNoMatchingKey)
+			case "unknown kid":
+				p.set(http.StatusOK, legit)
+				src := newJWKS(t, cfg)
+				waitFor(t, "the first fetch", func() bool { return src.Unavailable() == nil })
+				p.redirect(tc.status, evil.srv.URL+"/evil.json")
+				clk.advance(JWKSKidCooldown + time.Second)
+				n := p.hits.Load()
+				wantReject(t, jwksChain(t, src), forged, ReasonNoMatchingKey)
+				if got := p.hits.Load() - n; got != 1 {
+					t.Errorf("the unknown kid caused %d fetches, want 1", got)
+				}
+				if keys := src.Keys(); len(keys) != 1 || keys[0].ID != "a" {
+					t.Errorf("keys after the redirected fetch: %v, want only a", keys)
+				}
+			}
+			if n := evil.hits.Load(); n != 0 {
+				t.Errorf("the redirect target was fetched %d time(s)", n)
+			}
+		})
+	}
+}
+
+// TRUST-LOG-01..07: a JWKS URL may carry Basic credentials for the identity
+// provider (https://user:pass@idp/...). They are sent, but never logged:
+// not in the "keys loaded" line, not in a fetch failure, not in what
+// Unavailable returns (which ends up in the 503's log line), whichever of
+// net/http, httprc or jwx wrote the message (README "Logs").
+func TestJWKSLogsNoUserinfo(t *testing.T) {
+	a, b, _ := testKeys(t)
+	legit := jwkSet(t, map[any]jwkOpt{&a.PublicKey: {kid: "a", alg: RS256}})
+	for _, tc := range []struct {
+		id, name string
+		// run drives the source into the state under test and returns the
+		// message snippet of the log line that must have been written.
+		run func(t *testing.T, p *idp, clk *clock, src func(JWKSConfig) *JWKSSource) string
+	}{
+		{"TRUST-LOG-01", "keys loaded, credentials sent", func(t *testing.T, p *idp, _ *clock, src func(JWKSConfig) *JWKSSource) string {
+			p.set(http.StatusOK, legit)
+			s := src(JWKSConfig{})
+			waitFor(t, "the first fetch", func() bool { return s.Unavailable() == nil })
+			want := "Basic " + base64.StdEncoding.EncodeToString([]byte("user:s3cretpw"))
+			if got := p.lastAuth(); got != want {
+				t.Errorf("the identity provider got Authorization %q, want %q", got, want)
+			}
+			return "JWKS keys loaded"
+		}},
+		{"TRUST-LOG-02", "start-up fetch answered 500", func(t *testing.T, p *idp, _ *clock, src func(JWKSConfig) *JWKSSource) string {
+			p.set(http.StatusInternalServerError, []byte("down"))
+			s := src(JWKSConfig{})
+			waitFor(t, "a failed start-up fetch", func() bool { return s.startupErr.Load() != nil })
+			return "cannot fetch the JWKS"
+		}},
+		{"TRUST-LOG-03", "identity provider down", func(t *testing.T, p *idp, _ *clock, src func(JWKSConfig) *JWKSSource) string {
+			p.srv.Close()
+			s := src(JWKSConfig{})
+			waitFor(t, "a failed start-up fetch", func() bool { return s.startupErr.Load() != nil })
+			return "cannot fetch the JWKS"
+		}},
+		{"TRUST-LOG-04", "answer is not a JWK Set", func(t *testing.T, p *idp, _ *clock, src func(JWKSConfig) *JWKSSource) string {
+			p.set(http.StatusOK, []byte("<html>login</html>"))
+			s := src(JWKSConfig{})
+			waitFor(t, "a failed start-up fetch", func() bool { return s.startupErr.Load() != nil })
+			return "cannot fetch the JWKS"
+		}},
+		{"TRUST-LOG-05", "set without a usable key", func(t *testing.T, p *idp, _ *clock, src func(JWKSConfig) *JWKSSource) string {
+			p.set(http.StatusOK, []byte(`{"keys":[]}`))
+			s := src(JWKSConfig{})
+			waitFor(t, "the first fetch", func() bool { return s.Unavailable() == nil })
+			return "no usable key"
+		}},
+		{"TRUST-LOG-06", "periodic refresh fails", func(t *testing.T, p *idp, _ *clock, src func(JWKSConfig) *JWKSSource) string {
+			p.set(http.StatusOK, legit)
+			s := src(JWKSConfig{Refresh: time.Second, shortRefresh: true})
+			waitFor(t, "the first fetch", func() bool { return s.Unavailable() == nil })
+			p.set(http.StatusInternalServerError, nil)
+			n := p.hits.Load()
+			waitFor(t, "a failed refresh", func() bool { return p.hits.Load() >= n+2 })
+			return "JWKS refresh failed"
+		}},
+		{"TRUST-LOG-07", "fetch for an unknown kid fails", func(t *testing.T, p *idp, clk *clock, src func(JWKSConfig) *JWKSSource) string {
+			p.set(http.StatusOK, legit)
+			s := src(JWKSConfig{})
+			waitFor(t, "the first fetch", func() bool { return s.Unavailable() == nil })
+			p.redirect(http.StatusFound, "http://other:0therpw@127.0.0.1:1/evil.json")
+			clk.advance(JWKSKidCooldown + time.Second)
+			wantReject(t, jwksChain(t, s), sign(t, b, RS256, withKid("new"), claims(nil)), ReasonNoMatchingKey)
+			return "JWKS fetch for an unknown kid failed"
+		}},
+	} {
+		t.Run(tc.id+" "+tc.name, func(t *testing.T) {
+			p := newIdP(t)
+			host := strings.TrimPrefix(p.srv.URL, "http://")
+			raw := "http://user:s3cretpw@" + host + "/jwks"
+			core, logs := observer.New(zap.DebugLevel)
+			clk := &clock{t: time.Now()}
+			var sources []*JWKSSource
+			want := tc.run(t, p, clk, func(cfg JWKSConfig) *JWKSSource {
+				cfg.URL, cfg.Logger, cfg.now = raw, zap.New(core), clk.now
+				s := newJWKS(t, cfg)
+				sources = append(sources, s)
+				return s
+			})
+			waitFor(t, "the log line "+want, func() bool { return logs.FilterMessageSnippet(want).Len() > 0 })
+			var lines []string
+			for _, e := range logs.All() {
+				lines = append(lines, fmt.Sprintf("%s %s %v", e.Level, e.Message, e.ContextMap()))
+			}
+			for _, s := range sources {
+				if err := s.Unavailable(); err != nil {
+					lines = append(lines, "Unavailable: "+err.Error())
+				}
+			}
+			named := false
+			for _, line := range lines {
+				for _, secret := range []string{"s3cretpw", "user:", "0therpw", "other:"} {
+					if strings.Contains(line, secret) {
+						t.Errorf("%q is logged: %s", secret, line)
+					}
+				}
+				named = named || strings.Contains(line, host)
+			}
+			if !named {
+				t.Errorf("no line names %s:\n%s", host, strings.Join(lines, "\n"))
+			}
+		})
+	}
+}
+
+// noNetwork is a transport that never dials: the start-up warning must not
+// depend on a fetch, and the tests reach no host outside loopback.
+type noNetwork struct{}
+
+func (noNetwork) RoundTrip(*http.Request) (*http.Response, error) {
+	return nil, errors.New("test transport: no network")
+}
+
+// TRUST-JWKS-04: a JWK Set fetched over plain http from a host that is not
+// loopback can be replaced by any hop on the way, and so every token with
+// it; this is warned about when the source is built (during Provision),
+// naming the URL without its userinfo. Loopback http (a sidecar) is
+// silent (README "Validation", jwks_url).
+func TestJWKSPlainHTTPWarning(t *testing.T) {
+	for _, tc := range []struct {
+		url  string
+		warn bool
+	}{
+		{"http://idp.invalid/jwks", true},
+		{"http://user:s3cretpw@idp.invalid/jwks", true},
+		{"http://10.1.2.3:8080/jwks", true},
+		{"http://[2001:db8::1]/jwks", true},
+		{"http://localhost.idp.invalid/jwks", true},
+		{"http://127.0.0.1.idp.invalid/jwks", true},
+		{"HTTP://IDP.INVALID/jwks", true},
+		{"http://127.0.0.1:8080/jwks", false},
+		{"http://127.200.3.4/jwks", false},
+		{"http://[::1]:8080/jwks", false},
+		{"http://localhost:8080/jwks", false},
+		{"http://LocalHost/jwks", false},
+		{"http://user:s3cretpw@localhost/jwks", false},
+		{"https://idp.invalid/jwks", false},
+		{"https://10.1.2.3/jwks", false},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			core, logs := observer.New(zap.DebugLevel)
+			src := newJWKS(t, JWKSConfig{URL: tc.url, Logger: zap.New(core), Client: &http.Client{Transport: noNetwork{}}})
+			src.Close() // the warning is written before the constructor returns
+			warned := logs.FilterMessageSnippet("plain http").FilterLevelExact(zap.WarnLevel).All()
+			if got := len(warned) > 0; got != tc.warn {
+				t.Fatalf("warned = %v, want %v; logs: %v", got, tc.warn, logs.All())
+			}
+			for _, e := range warned {
+				u, _ := e.ContextMap()["url"].(string)
+				if strings.Contains(u, "s3cretpw") || strings.Contains(u, "user") || !strings.Contains(strings.ToLower(u), "idp.invalid") && !strings.Contains(u, "10.1.2.3") && !strings.Contains(u, "2001:db8") {
+					t.Errorf("the warning names url %q", u)
+				}
+				if !strings.Contains(e.Message, "substitute") {
+					t.Errorf("the warning %q does not say a hop can substitute keys", e.Message)
+				}
+			}
+		})
 	}
 }
