@@ -521,19 +521,36 @@ func atkDiff(a, b response) string {
 	return ""
 }
 
+// writeRaw dials addr and writes request byte for byte, with deadline for
+// the whole exchange; the caller closes the connection. It does not use
+// testing.T, so goroutines may call it.
+func writeRaw(addr, request string, deadline time.Duration) (*net.TCPConn, error) {
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	_ = conn.SetDeadline(time.Now().Add(deadline))
+	if _, err := io.WriteString(conn, request); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn.(*net.TCPConn), nil
+}
+
+// bearerGET is a raw HTTP/1.1 GET of /data with the bearer token.
+func bearerGET(addr, token string) string {
+	return "GET /data HTTP/1.1\r\nHost: " + addr + "\r\nAuthorization: Bearer " + token + "\r\n\r\n"
+}
+
 // rawRequest writes a request byte for byte on a new connection and reads
 // the answer.
 func rawRequest(t *testing.T, addr, request string) response {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	conn, err := writeRaw(addr, request, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(conn, request); err != nil {
-		t.Fatal(err)
-	}
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatalf("reading the answer: %v", err)

@@ -51,17 +51,12 @@ http://%s {
 // gateway hung up without answering.
 func halfClosedRequest(t *testing.T, addr, token string) (status int, body string) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	conn, err := writeRaw(addr, bearerGET(addr, token), 15*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
-	req := "GET /data HTTP/1.1\r\nHost: " + addr + "\r\nAuthorization: Bearer " + token + "\r\n\r\n"
-	if _, err := io.WriteString(conn, req); err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
+	if err := conn.CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
@@ -180,12 +175,11 @@ required_group admins
 			go func() {
 				defer wg.Done()
 				tok := sign(t, rsaKey(t, keyB), jwa.RS512, userClaims(fmt.Sprintf("u%d", i)))
-				conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+				conn, err := writeRaw(addr, bearerGET(addr, tok), 10*time.Second)
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				io.WriteString(conn, "GET /data HTTP/1.1\r\nHost: "+addr+"\r\nAuthorization: Bearer "+tok+"\r\n\r\n")
 				time.Sleep(300 * time.Millisecond)
 				conn.Close() // abandoned
 			}()
