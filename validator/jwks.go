@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -169,7 +168,7 @@ func NewJWKSSource(cfg JWKSConfig) (*JWKSSource, error) {
 		s.retryMin = jwksRetryMin
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.fetcher = &jwksFetcher{ctx: s.ctx, client: s.client, now: s.now, creds: creds, raw: cfg.URL, safe: s.url}
+	s.fetcher = &jwksFetcher{ctx: s.ctx, client: s.client, now: s.now, creds: creds}
 
 	// jwk.Cache schedules the periodic refreshes. Its refresh window is the
 	// tick at which due refreshes start, so it bounds how late one can be.
@@ -178,7 +177,7 @@ func NewJWKSSource(cfg JWKSConfig) (*JWKSSource, error) {
 		jwk.WithRefreshWindow(window),
 		jwk.WithErrSink(httprcErrSink(func(err error) {
 			if s.ctx.Err() == nil {
-				s.log.Warn("JWKS refresh failed; the previous keys stay in force", zap.String("url", s.url), zap.Error(s.fetcher.redact(err)))
+				s.log.Warn("JWKS refresh failed; the previous keys stay in force", zap.String("url", s.url), zap.Error(err))
 			}
 		})))
 	err = s.cache.Register(s.url,
@@ -191,7 +190,7 @@ func NewJWKSSource(cfg JWKSConfig) (*JWKSSource, error) {
 		})))
 	if err != nil {
 		s.cancel()
-		return nil, fmt.Errorf("JWKS %s: %w", s.url, s.fetcher.redact(err))
+		return nil, fmt.Errorf("JWKS %s: %w", s.url, err)
 	}
 	s.wg.Add(1)
 	go s.start()
@@ -211,7 +210,6 @@ func (s *JWKSSource) start() {
 		if s.ctx.Err() != nil {
 			return
 		}
-		err = s.fetcher.redact(err)
 		last := err
 		s.startupErr.Store(&last)
 		s.log.Warn("cannot fetch the JWKS; tokens that only its keys could verify get 503 until it can be fetched. Retrying",
@@ -383,7 +381,7 @@ func (s *JWKSSource) refreshForKid(ctx context.Context) bool {
 		go func() {
 			defer s.wg.Done()
 			if err := s.fetchNow(); err != nil && s.ctx.Err() == nil {
-				s.log.Warn("JWKS fetch for an unknown kid failed; the previous keys stay in force", zap.String("url", s.url), zap.Error(s.fetcher.redact(err)))
+				s.log.Warn("JWKS fetch for an unknown kid failed; the previous keys stay in force", zap.String("url", s.url), zap.Error(err))
 			}
 			s.kidMu.Lock()
 			s.kidInflight = nil
@@ -457,8 +455,6 @@ type jwksFetcher struct {
 	client *http.Client // never follows a redirect
 	now    func() time.Time
 	creds  *url.Userinfo // from the configured URL; nil when it had none
-	raw    string        // the configured URL, only to redact messages
-	safe   string        // the URL without userinfo, as fetched and logged
 	last   atomic.Int64  // UnixNano of the latest attempt
 }
 
@@ -498,33 +494,6 @@ func (f *jwksFetcher) Get(u string) (*http.Response, error) {
 	out.ContentLength = int64(len(data))
 	return &out, nil
 }
-
-// redact returns err with a message that holds no userinfo, for logs and
-// Unavailable. The URL jwk.Cache and net/http are given has none, but the
-// configured one may still be quoted by a message built from it (%q-escaped
-// by jwx and httprc); the chain is kept for errors.Is.
-func (f *jwksFetcher) redact(err error) error {
-	if err == nil || f.creds == nil {
-		return err
-	}
-	msg := safeurl.Error(err, f.raw)
-	quoted := strconv.Quote(f.raw)
-	msg = strings.ReplaceAll(msg, quoted[1:len(quoted)-1], f.safe)
-	msg = strings.ReplaceAll(msg, f.creds.String()+"@", "")
-	if msg == err.Error() {
-		return err
-	}
-	return &redactedError{msg: msg, err: err}
-}
-
-// redactedError is an error whose message was rid of credentials.
-type redactedError struct {
-	msg string
-	err error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
 
 // isLoopbackHost reports whether host (without port or brackets) names
 // this machine: localhost, 127.0.0.0/8 or ::1. A plain-http fetch from such
