@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jws"
 )
 
 // The trust suite: nobody reaches the upstream with an identity or a
@@ -400,4 +401,52 @@ func TestTrustCommaInSub(t *testing.T) {
 	if resp := get(t, "http://"+addr+"/data", bearer(forged)); resp.Status != 401 {
 		t.Fatalf("endpoint sub with a comma: %d %q, want 401", resp.Status, resp.Body)
 	}
+}
+
+// TestTrustLoneSurrogate (TRUST-20): a JSON string escape "\ud800" has no
+// character of its own: Go reads it as U+FFFD, JavaScript and Python keep
+// it, so a token signed for "\ud800" reached the upstream as the user "�",
+// which "\udbff" became too. Such an escape is refused wherever the gateway
+// reads JSON: in a token (401), the remote endpoint's answer (no
+// validation) and a group endpoint's answer (an error).
+func TestTrustLoneSurrogate(t *testing.T) {
+	t.Parallel()
+	k := newKeyFiles(t)
+	g := startGateway(t, gatewayConfig{Auth: fmt.Sprintf("public_key %s\nsystem_token %s\n", k.A, k.SystemToken)})
+	exp := time.Now().Add(time.Hour).Unix()
+	for _, sub := range []string{`\ud800`, `\udbff`, `alice\udc00`, `\ud800\u0041`} {
+		payload := fmt.Sprintf(`{"sub":"%s","exp":%d}`, sub, exp)
+		tok, err := jws.Sign([]byte(payload), jws.WithKey(jwa.RS512, rsaKey(t, keyA)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Run("token sub "+sub, func(t *testing.T) {
+			assertUnauthorized(t, g.reject(t, bearer(string(tok))), "okera", true)
+		})
+	}
+	t.Run("control: a surrogate pair is a character like any other", func(t *testing.T) {
+		payload := fmt.Sprintf(`{"sub":"clef\ud834\udd1e","exp":%d}`, exp)
+		tok, err := jws.Sign([]byte(payload), jws.WithKey(jwa.RS512, rsaKey(t, keyA)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := g.accept(t, bearer(string(tok))).Header.Get("X-Okera-User"); got != "clef\U0001D11E" {
+			t.Errorf("X-Okera-User %q", got)
+		}
+	})
+
+	t.Run("remote endpoint answer", func(t *testing.T) {
+		ep := startSlowEndpoint(t, 0, jsonAnswer(200, `{"sub":"\ud800"}`))
+		addr, _ := secretSite(t, fmt.Sprintf("remote_endpoint %s\nupstream_token none\n", ep.srv.URL))
+		forged := sign(t, rsaKey(t, keyB), jwa.RS512, userClaims("bob"))
+		if resp := get(t, "http://"+addr+"/data", bearer(forged)); resp.Status != 401 {
+			t.Fatalf("endpoint sub \\ud800: %d %q, want 401", resp.Status, resp.Body)
+		}
+	})
+	t.Run("group endpoint answer", func(t *testing.T) {
+		ep := startGroupsEndpoint(t)
+		ep.Reply("mallory", endpointReply{Status: 200, Body: `["\udc00admins"]`})
+		gg := startGateway(t, gatewayConfig{Auth: groupsAuth(k, "group_resolvers endpoint", "groups_endpoint "+ep.URL())})
+		assertUnavailable(t, gg.reject(t, bearer(userToken(t, "mallory"))))
+	})
 }

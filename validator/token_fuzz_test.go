@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -178,6 +179,58 @@ func checkConverse(t *testing.T, token string) {
 	t.Fatalf("refused a well-formed token: %v", err)
 }
 
+// hasLoneSurrogateEscape scans the raw bytes for a \uD800-\uDFFF escape
+// that is not a high surrogate followed at once by a low one. Escapes
+// come in pairs of bytes, so "\\ud800" (a backslash, then text) is none.
+// Only string contents hold backslashes in valid JSON, so no tokenizer is
+// needed.
+func hasLoneSurrogateEscape(data []byte) bool {
+	hex := func(i int) (int, bool) {
+		if i+4 > len(data) {
+			return 0, false
+		}
+		n, err := strconv.ParseUint(string(data[i:i+4]), 16, 32)
+		return int(n), err == nil
+	}
+	pendingHigh := false
+	for i := 0; i < len(data); i++ {
+		if data[i] != '\\' || i+1 >= len(data) {
+			if pendingHigh {
+				return true
+			}
+			continue
+		}
+		if data[i+1] != 'u' {
+			if pendingHigh {
+				return true
+			}
+			i++
+			continue
+		}
+		v, ok := hex(i + 2)
+		i += 5
+		switch {
+		case !ok:
+			return false // not valid JSON; the tokenizer says so
+		case v >= 0xD800 && v < 0xDC00:
+			if pendingHigh {
+				return true
+			}
+			pendingHigh = true
+		case v >= 0xDC00 && v < 0xE000:
+			if !pendingHigh {
+				return true
+			}
+			pendingHigh = false
+		default:
+			if pendingHigh {
+				return true
+			}
+		}
+	}
+	return pendingHigh
+}
+
 // depthOver reports brackets nested deeper than max, counting bytes only
 // (strings may hide brackets, which makes it err on the side of skipping).
 func depthOver(data []byte, max int) bool {
@@ -199,11 +252,15 @@ func depthOver(data []byte, max int) bool {
 // oracleObject is the reference the fuzz tests compare the product's
 // decoder with: encoding/json's tokenizer (independent of strictjson),
 // refusing what strictjson refuses: invalid UTF-8, anything but one object,
-// duplicate member names after unescaping, trailing data. Numbers are
-// json.Number; encoding/json reads lone surrogate escapes as U+FFFD.
+// duplicate member names after unescaping, trailing data, and lone UTF-16
+// surrogate escapes (which encoding/json would read as U+FFFD). Numbers are
+// json.Number.
 func oracleObject(data []byte) (map[string]any, error) {
 	if !utf8.Valid(data) {
 		return nil, errors.New("not UTF-8")
+	}
+	if hasLoneSurrogateEscape(data) {
+		return nil, errors.New("lone surrogate escape")
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()

@@ -29,8 +29,10 @@ const MaxDepth = 64
 // and anything but whitespace after the object. Numbers are json.Number, so
 // a huge exp is seen as such rather than rounded into range. Member names
 // are compared after unescaping, so "sub" and "\u0073ub" are duplicates.
-// Values decode as encoding/json decodes them into an any (a lone surrogate
-// escape reads as U+FFFD), with json.Number for numbers.
+// Values decode as encoding/json decodes them into an any, with
+// json.Number for numbers, except that a lone UTF-16 surrogate escape
+// ("\ud800"), which encoding/json reads as U+FFFD and JavaScript keeps, is
+// refused.
 //
 // It is a small hand-written parser rather than a walk over json.Decoder
 // tokens because it runs on every new token: one pass, no reflection, one
@@ -357,17 +359,22 @@ func (p *jsonParser) strEscaped(start int) (string, error) {
 			p.i += 4
 			if utf16.IsSurrogate(r) {
 				// A high surrogate pairs with an immediately following low
-				// one; anything else reads as U+FFFD, as in encoding/json.
+				// one. A lone one is refused: encoding/json reads it as
+				// U+FFFD, JavaScript and Python keep it, so the user (or
+				// group) read here would not be the one another reader of
+				// the same verified bytes sees, and "\ud800" and "\udbff"
+				// would be one user (RFC 8259 8.2: the behaviour of such
+				// strings is unpredictable).
 				r2, ok := rune(0), false
 				if p.i+1 < len(p.s) && p.s[p.i] == '\\' && p.s[p.i+1] == 'u' {
 					r2, ok = p.hex4(p.i + 2)
 				}
-				if pair := utf16.DecodeRune(r, r2); ok && pair != utf8.RuneError {
-					r = pair
-					p.i += 6
-				} else {
-					r = utf8.RuneError
+				pair := utf16.DecodeRune(r, r2)
+				if !ok || pair == utf8.RuneError {
+					return "", p.fail("unpaired UTF-16 surrogate escape in a string")
 				}
+				r = pair
+				p.i += 6
 			}
 			b.WriteRune(r)
 		default:
