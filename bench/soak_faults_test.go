@@ -27,7 +27,7 @@ import (
 // Each kind of caller has its own crew of workers, so a caller stuck behind
 // a broken dependency holds up no one else. Every fault runs the same way:
 // a baseline with nothing broken, the fault (every answer checked against
-// what the SPEC says it must be, the affected ones within the dependency's
+// what the README says it must be, the affected ones within the dependency's
 // timeout and the others at their usual latency), recovery, a check that
 // everything is back to normal, and the gateway's goroutines and open
 // descriptors back at the baseline taken at the start.
@@ -55,7 +55,7 @@ type faultCase struct {
 	needs    string                // "ldap" when it needs slapd
 	affected map[string]int        // kinds whose status the fault changes (or must not change)
 	bound    time.Duration         // the affected answers come within this
-	outcome  string                // what the SPEC says, in words
+	outcome  string                // what the README says, in words
 	cold     bool                  // also send a new token each request to the key site
 	inject   func() error          //
 	clear    func() error          //

@@ -140,10 +140,10 @@ func (r *soakReport) faultSection(w func(string, ...any)) {
 	w("- `endpoint`: public key; groups from the claim, else the groups endpoint;\n")
 	w("- `key`: public key only, from its own file (the one the corruption fault breaks; files checked every 1s).\n\n")
 	w("Each kind of caller has its own workers (24 connections in all, 26 with the fresh-token caller), so a caller stuck behind a broken dependency holds up no one else. ")
-	w("Each fault: baseline %s, fault %s (every answer checked against the SPEC's outcome), recovery (the affected callers probed until they get their usual answer), 2s back to normal, then the gateway's goroutines and descriptors must return to the baseline taken after warm-up (%s; slack %d goroutines, %d fds). ",
+	w("Each fault: baseline %s, fault %s (every answer checked against the outcome the README gives), recovery (the affected callers probed until they get their usual answer), 2s back to normal, then the gateway's goroutines and descriptors must return to the baseline taken after warm-up (%s; slack %d goroutines, %d fds). ",
 		r.cfg.faultDur, r.cfg.faultDur, r.faultBase, goroutineSlack, fdSlack)
 	w("Affected callers must be answered within the bound; every other caller's p99 during the fault must stay below the dependency timeout.\n\n")
-	w("| fault | SPEC outcome | affected callers during the fault (statuses, p50, max) | bound | other callers, worst p99: baseline → fault | recovery | result |\n")
+	w("| fault | expected outcome | affected callers during the fault (statuses, p50, max) | bound | other callers, worst p99: baseline → fault | recovery | result |\n")
 	w("|---|---|---|---|---|---|---|\n")
 	for _, f := range r.faults {
 		if f.skipped != "" {

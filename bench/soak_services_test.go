@@ -45,9 +45,9 @@ const (
 // expectation is the value of expectHeader for the given identities.
 func expectation(ids ...string) string { return strings.Join(ids, "|") }
 
-// identity is "user;groups" with groups lower-cased, de-duplicated and
-// sorted: the gateway normalises groups (SPEC 3), and LDAP returns them in
-// the directory's order, so the check compares sets.
+// identity is "user;groups" with groups lower-cased, de-duplicated and sorted:
+// the gateway normalises groups (README "Groups"), and LDAP returns them in the
+// directory's order, so the check compares sets.
 func identity(user string, groups ...string) string {
 	return user + ";" + normalizedGroups(strings.Join(groups, ","))
 }

@@ -27,11 +27,11 @@ func foldName(s string) string {
 	return string(b)
 }
 
-// FuzzStripIdentity pins down SPEC 4's first rule against arbitrary header
-// names, trailers and Connection values: after stripIdentity (and after the
-// body is read to its end, when net/http fills in trailers) no header or
-// trailer name, and no Connection token as Caddy's proxy splits them, folds
-// to an identity header name; every other header, trailer and Connection
+// FuzzStripIdentity pins down the first rule of README "Security notes" against
+// arbitrary header names, trailers and Connection values: after stripIdentity
+// (and after the body is read to its end, when net/http fills in trailers) no
+// header or trailer name, and no Connection token as Caddy's proxy splits them,
+// folds to an identity header name; every other header, trailer and Connection
 // token is left alone. sameHeaderName agrees with the fold on any bytes.
 //
 //	go test ./caddymodule -run '^$' -fuzz '^FuzzStripIdentity$' -fuzztime 60s

@@ -7,9 +7,9 @@ import (
 	"testing"
 )
 
-// SPEC 4: every client-sent spelling of an identity header is removed before
-// anything else; CGI/PHP/WSGI fold "_" and "." into "-", so those spellings
-// are the same header to the back end.
+// README "Security notes": every client-sent spelling of an identity header is
+// removed before anything else; CGI/PHP/WSGI fold "_" and "." into "-", so
+// those spellings are the same header to the back end.
 func TestStripIdentity(t *testing.T) {
 	ids := newIdentityNames("X-Okera-User", "X-Okera-Groups")
 	tests := []struct {

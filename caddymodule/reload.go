@@ -15,9 +15,9 @@ import (
 	"github.com/okeragate/caddy-okera-auth/validator"
 )
 
-// DefaultFileCheckInterval is how often watched files (public keys, the
-// signing key, the system token, okera_jwks keys) are checked for changes.
-// SPEC 5 asks for a replaced file to take effect within 30 s.
+// DefaultFileCheckInterval is how often watched files (public keys, the signing
+// key, the system token, okera_jwks keys) are checked for changes. README
+// "Toward the upstream" asks for a replaced file to take effect within 30 s.
 const DefaultFileCheckInterval = 5 * time.Second
 
 // maxWatchedFileSize bounds what is read of a watched file: keys and tokens

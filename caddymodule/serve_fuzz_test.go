@@ -7,12 +7,12 @@ import (
 	"testing"
 )
 
-// FuzzExtractToken pins down SPEC 2.1's extraction rule against arbitrary
-// Authorization values, given directly and as a raw HTTP/1.1 request read
-// by net/http (which is how they reach the handler): a token is returned
+// FuzzExtractToken pins down the extraction rule of README "Validation" against
+// arbitrary Authorization values, given directly and as a raw HTTP/1.1 request
+// read by net/http (which is how they reach the handler): a token is returned
 // only for exactly one Authorization header of the form "Bearer <token>",
-// scheme in any case, token non-empty, at most max_token_size, and exactly
-// the header's text after the scheme and its spaces.
+// scheme in any case, token non-empty, at most max_token_size, and exactly the
+// header's text after the scheme and its spaces.
 //
 //	go test ./caddymodule -run '^$' -fuzz '^FuzzExtractToken$' -fuzztime 60s
 func FuzzExtractToken(f *testing.F) {

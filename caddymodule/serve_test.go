@@ -423,8 +423,9 @@ type readSpy struct{ reads int }
 func (s *readSpy) Read(p []byte) (int, error) { s.reads++; return 0, io.EOF }
 func (s *readSpy) Close() error               { return nil }
 
-// SPEC 4: the request body is never read, whether the request is accepted
-// or refused (and with trailers announced, when the body gets wrapped).
+// README "Security notes": the request body is never read, whether the request
+// is accepted or refused (and with trailers announced, when the body gets
+// wrapped).
 func TestServeHTTPNeverReadsBody(t *testing.T) {
 	h, signer := fixture(t, nil)
 	good := "Bearer " + token(t, signer, "alice", nil)

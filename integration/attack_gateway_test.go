@@ -124,9 +124,9 @@ func startAtkGateway(t *testing.T, serverOptions string, cfg gatewayConfig) *gat
 	}
 }
 
-// atkExtractionCases: what counts as a presented token (SPEC 2.1; RFC 6750
-// §2.1, RFC 9110 §11.6.2) and `_`/`.` identity spoofing with those names
-// allow-listed (SPEC 4).
+// atkExtractionCases: what counts as a presented token (README "Validation";
+// RFC 6750 §2.1, RFC 9110 §11.6.2) and `_`/`.` identity spoofing with those
+// names allow-listed (README "Security notes").
 func atkExtractionCases(t *testing.T) []atkCase {
 	a := rsaKey(t, keyA)
 	tok := func(sub string, groups ...string) string { return sign(t, a, jwa.RS512, atkClaims(sub, groups...)) }
@@ -168,8 +168,8 @@ func atkExtractionCases(t *testing.T) []atkCase {
 	}
 	valid := tok("alice", "analysts")
 	return []atkCase{
-		// RFC 6750 §2.1 / SPEC 2.1: "Bearer" SP token, scheme in any case;
-		// anything else is no token (401 without error=).
+		// RFC 6750 §2.1 / README "Validation": "Bearer" SP token, scheme in any
+		// case; anything else is no token (401 without error=).
 		missing("ATK-100", "no Authorization header", http.Header{}),
 		missing("ATK-101", "Basic credentials", http.Header{"Authorization": {"Basic YWxpY2U6c2VjcmV0"}}),
 		missing("ATK-102", "Bearer without a token", http.Header{"Authorization": {"Bearer"}}),
@@ -187,9 +187,9 @@ func atkExtractionCases(t *testing.T) []atkCase {
 			status: http.StatusOK, wantUser: "alice", wantGroups: "analysts", remoteCalls: 1},
 		{id: "ATK-109", name: "control: upper-case scheme", header: http.Header{"Authorization": {"BEARER " + tok("alice", "analysts")}},
 			status: http.StatusOK, wantUser: "alice", wantGroups: "analysts", remoteCalls: 1},
-		// SPEC 4: with X_Okera_User and X.Okera.User allow-listed, Caddy
-		// passes them; only the handler stands between them and a CGI-style
-		// back end that folds them into X-Okera-User.
+		// README "Security notes": with X_Okera_User and X.Okera.User
+		// allow-listed, Caddy passes them; only the handler stands between them
+		// and a CGI-style back end that folds them into X-Okera-User.
 		{id: "ATK-110", name: "X_Okera_User and X.Okera.Groups spoofed next to a valid token", header: spoof(bearer(tok("alice", "analysts"))),
 			status: http.StatusOK, wantUser: "alice", wantGroups: "analysts", remoteCalls: 1, after: onlyCanonical},
 		func() atkCase {
@@ -198,7 +198,8 @@ func atkExtractionCases(t *testing.T) []atkCase {
 			return c
 		}(),
 		missing("ATK-112", "spoofed identity without a token", spoof(http.Header{})),
-		// SPEC 4: a trailer field is a client-sent value too (RFC 9110 §6.5).
+		// README "Security notes": a trailer field is a client-sent value too
+		// (RFC 9110 §6.5).
 		{id: "ATK-113", name: "spoofed identity in declared request trailers", raw: trailers,
 			status: http.StatusOK, wantUser: "alice", wantGroups: "analysts", remoteCalls: -1, after: noTrailers},
 		// RFC 7515 §2: a byte outside the base64url alphabet.

@@ -370,8 +370,8 @@ func (e *atkEnv) runCase(t *testing.T, c atkCase) {
 			t.Errorf("the group endpoint got %d call(s) for %q, want %d", len(calls), users, c.groupCalls)
 		}
 		for _, call := range calls {
-			// SPEC 3: the group endpoint authenticates the gateway with the
-			// system token; the caller's token must never reach it.
+			// README "Groups": the group endpoint authenticates the gateway
+			// with the system token; the caller's token must never reach it.
 			if len(call.Authorization) != 1 || call.Authorization[0] != "Bearer "+e.system {
 				t.Errorf("the group endpoint got %d Authorization value(s), not the system token (caller's token: %v)",
 					len(call.Authorization), slices.Contains(call.Authorization, "Bearer "+bearerToken(c.header)))
@@ -425,7 +425,7 @@ func (e *atkEnv) startBaseline(t *testing.T) {
 func (e *atkEnv) finish(t *testing.T) {
 	t.Helper()
 	t.Run("LEAK no token, system token or secret in Caddy's DEBUG output", func(t *testing.T) {
-		// SPEC 7: a raw token, system token or password never appears in a
+		// README "Logs": a raw token, system token or password never appears in a
 		// log line. The access log redacts Authorization by itself, so a
 		// hit here is the handler's own logging.
 		if !waitUntil(3*time.Second, func() bool { return strings.Count(e.g.Output(), `"msg":"handled request"`) > 0 }) {

@@ -10,11 +10,11 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 )
 
-// TestAttackHyphenatedHeaders: identity spoofing under the hyphenated
-// names, in any letter case, repeated, through Connection and through
-// trailers (SPEC 4; RFC 9110 §7.6.1 hop-by-hop fields, §6.5 trailers). No
-// allow-list here: with one, Caddy itself drops the hyphenated twin of
-// every allow-listed name and these cases would prove nothing.
+// TestAttackHyphenatedHeaders: identity spoofing under the hyphenated names, in
+// any letter case, repeated, through Connection and through trailers (README
+// "Security notes"; RFC 9110 §7.6.1 hop-by-hop fields, §6.5 trailers). No
+// allow-list here: with one, Caddy itself drops the hyphenated twin of every
+// allow-listed name and these cases would prove nothing.
 func TestAttackHyphenatedHeaders(t *testing.T) {
 	t.Parallel()
 	k := newKeyFiles(t)
@@ -76,8 +76,8 @@ func TestAttackHyphenatedHeaders(t *testing.T) {
 	}
 
 	e.run(t, []atkCase{
-		// SPEC 4: every client-sent value, in any letter case, repeated or
-		// empty, is replaced by the gateway's one value.
+		// README "Security notes": every client-sent value, in any letter case,
+		// repeated or empty, is replaced by the gateway's one value.
 		ok("ATK-200", "X-Okera-User in lower, upper and canonical case", with(bearer(tok()), "x-okera-user", "root", "X-OKERA-USER", "admin", "X-Okera-User", "okera")),
 		ok("ATK-201", "X-Okera-Groups repeated three times", with(bearer(tok()), "X-Okera-Groups", "root", "X-Okera-Groups", "admins", "x-okera-groups", "analysts,root")),
 		ok("ATK-202", "X-Okera-User with an empty value", with(bearer(tok()), "X-Okera-User", "")),
@@ -91,9 +91,9 @@ func TestAttackHyphenatedHeaders(t *testing.T) {
 			header: with(bearer(sign(t, rsaKey(t, keyAttacker), jwa.RS512, atkClaims("alice"))), "X-Okera-User", "root", "Connection", "X-Okera-User")},
 		{id: "ATK-207", name: "spoofed identity without a token", status: http.StatusUnauthorized,
 			header: http.Header{"X-Okera-User": {"root"}, "X-Okera-Groups": {"admins"}}},
-		// SPEC 4 and RFC 9110 §6.5: trailers are client-sent fields; net/http
-		// fills them at the body's end, after the handler ran, and merges
-		// undeclared ones too.
+		// README "Security notes" and RFC 9110 §6.5: trailers are client-sent
+		// fields; net/http fills them at the body's end, after the handler ran,
+		// and merges undeclared ones too.
 		raw("ATK-208", "identity trailers declared in Trailer", "X-Okera-User, X-Okera-Groups"),
 		raw("ATK-209", "identity trailers sent without being declared", ""),
 		raw("ATK-210", "identity trailers behind an innocent declaration", "X-Checksum"),

@@ -15,10 +15,10 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jws"
 )
 
-// TestAttackJWKS: tokens aimed at the JWKS key source (SPEC 2.3; RFC 8725
-// §3.10): kid storms that would make the gateway hammer the identity
-// provider, keys the set marks for encryption, algorithm confusion with a
-// set key, and key URLs in the token header.
+// TestAttackJWKS: tokens aimed at the JWKS key source (README "Validation"; RFC
+// 8725 §3.10): kid storms that would make the gateway hammer the identity
+// provider, keys the set marks for encryption, algorithm confusion with a set
+// key, and key URLs in the token header.
 func TestAttackJWKS(t *testing.T) {
 	t.Parallel()
 	k := newKeyFiles(t)
@@ -70,8 +70,8 @@ func TestAttackJWKS(t *testing.T) {
 	e.run(t, []atkCase{
 		{id: "ATK-220", name: "control: kid idp-1 signed by the identity provider", header: bearer(byIdP("idp-1", jwa.RS256)),
 			status: http.StatusOK, wantUser: "alice", wantGroups: "analysts"},
-		// SPEC 2.3: an unknown kid refetches the set at most once a minute,
-		// whatever a caller sends.
+		// README "Validation": an unknown kid refetches the set at most once a
+		// minute, whatever a caller sends.
 		{id: "ATK-221", name: "25 tokens with made-up kids cause at most one fetch", status: http.StatusUnauthorized, presented: true,
 			raw: func(t *testing.T, _ string) response {
 				var last response

@@ -16,7 +16,7 @@ import (
 )
 
 // atkRemoteCases: a misbehaving or hostile remote validation endpoint
-// (SPEC 2.2). The tokens are signed by an identity provider only the
+// (README "Validation"). The tokens are signed by an identity provider only the
 // endpoint knows, so the endpoint's answer alone decides; whatever it
 // says, no forged user or group reaches the upstream.
 func atkRemoteCases(t *testing.T, other *hitCounter) []atkCase {
@@ -38,7 +38,8 @@ func atkRemoteCases(t *testing.T, other *hitCounter) []atkCase {
 		}
 	}
 	return []atkCase{
-		// SPEC 2.2: a 2xx body that is not JSON is "unavailable" (503).
+		// README "Validation": a 2xx body that is not JSON is "unavailable"
+		// (503).
 		down("ATK-130", "200 with garbage instead of JSON", reply(200, `{"sub":"alice"`)),
 		// A 2xx without a usable sub is a rejection; the token then falls
 		// through to the keys, which do not know it.
@@ -52,11 +53,11 @@ func atkRemoteCases(t *testing.T, other *hitCounter) []atkCase {
 		down("ATK-137", "503 from the endpoint", reply(503, `{"sub":"root"}`)),
 		slow,
 		redirect,
-		// SPEC 2.2: the body is read up to 1 MiB.
+		// README "Validation": the body is read up to 1 MiB.
 		down("ATK-140", "5 MiB answer", reply(200, huge)),
-		// SPEC 3: the endpoint's groups are the claim; a comma or control
-		// character drops the name, so nothing forges "root". With no group
-		// left, LDAP and the group endpoint are asked for remote-bob.
+		// README "Groups": the endpoint's groups are the claim; a comma or
+		// control character drops the name, so nothing forges "root". With no
+		// group left, LDAP and the group endpoint are asked for remote-bob.
 		{id: "ATK-141", name: "groups with commas and control characters are dropped", header: idp(),
 			remote: reply(200, `{"sub":"remote-bob","groups":["analysts,root","ops\u0000","x\r\nX-Okera-Groups: root"]}`),
 			status: http.StatusOK, wantUser: "remote-bob", wantGroups: "", remoteCalls: 1, ldapSearches: 1, groupCalls: 1},
@@ -64,16 +65,16 @@ func atkRemoteCases(t *testing.T, other *hitCounter) []atkCase {
 		// A header value loses surrounding whitespace (RFC 9110 §5.5): the
 		// endpoint's "alice " would reach the upstream as alice.
 		refused("ATK-144", "sub with a trailing space", reply(200, `{"sub":"alice "}`)),
-		// SPEC 3: the token's own payload was not verified by the gateway:
-		// its groups are not read (no trust_token_claims).
+		// README "Groups": the token's own payload was not verified by the
+		// gateway: its groups are not read (no trust_token_claims).
 		{id: "ATK-143", name: "the unverified payload's groups are ignored", header: bearer(idpToken(t, atkClaims("alice", "root", "admins"))),
 			remote: reply(200, `{"sub":"remote-bob"}`),
 			status: http.StatusOK, wantUser: "remote-bob", wantGroups: "", remoteCalls: 1, ldapSearches: 1, groupCalls: 1},
 	}
 }
 
-// atkGroupEndpointCases: a misbehaving group endpoint (SPEC 3). The users
-// are key-A tokens without a groups claim, unknown to LDAP (one search),
+// atkGroupEndpointCases: a misbehaving group endpoint (README "Groups"). The
+// users are key-A tokens without a groups claim, unknown to LDAP (one search),
 // so the endpoint is asked; on_resolver_error is deny.
 func atkGroupEndpointCases(t *testing.T, groups *atkGroupEndpoint, other *hitCounter) []atkCase {
 	a := rsaKey(t, keyA)
@@ -91,8 +92,8 @@ func atkGroupEndpointCases(t *testing.T, groups *atkGroupEndpoint, other *hitCou
 		}
 	}
 	return []atkCase{
-		// SPEC 3: other shapes, non-2xx, redirects and bodies over 1 MiB are
-		// errors (503 under deny), never a guess at the groups.
+		// README "Groups": other shapes, non-2xx, redirects and bodies over 1
+		// MiB are errors (503 under deny), never a guess at the groups.
 		fails("ATK-160", "garbage instead of JSON", "ge-garbage", atkReply{Status: 200, Body: `["a",`}),
 		fails("ATK-161", "2 MiB answer", "ge-huge", atkReply{Status: 200, Body: huge}),
 		redirect,
@@ -103,8 +104,8 @@ func atkGroupEndpointCases(t *testing.T, groups *atkGroupEndpoint, other *hitCou
 		fails("ATK-165", `object without "groups" (other letter case)`, "ge-case", atkReply{Status: 200, Body: `{"Groups":["root"]}`}),
 		fails("ATK-166", "nested list", "ge-nested", atkReply{Status: 200, Body: `[["root"]]`}),
 		fails("ATK-167", "500 from the endpoint", "ge-500", atkReply{Status: 500, Body: `["root"]`}),
-		// SPEC 3: the user is one path-escaped segment; "../admin" must not
-		// reach the groups of "admin".
+		// README "Groups": the user is one path-escaped segment; "../admin"
+		// must not reach the groups of "admin".
 		{id: "ATK-168", name: "sub ../admin stays one path segment", header: user("../admin"),
 			groups: map[string]atkReply{"admin": {Status: 200, Body: `["root"]`}},
 			status: http.StatusOK, wantUser: "../admin", wantGroups: "", remoteCalls: 1, ldapSearches: 1, groupCalls: 1,
@@ -135,7 +136,7 @@ func oneSegment(groups *atkGroupEndpoint, want string) func(*testing.T, response
 }
 
 // atkLDAPCases: LDAP filter injection through sub, ambiguous and missing
-// entries, referrals, and a directory that is down or hangs (SPEC 3; RFC
+// entries, referrals, and a directory that is down or hangs (README "Groups"; RFC
 // 4515 §3). Users have no groups claim, so LDAP is asked; a user it does
 // not know falls through to the group endpoint (404: no groups).
 func atkLDAPCases(t *testing.T, dir *slapdtest.Server, referral *atkListener) []atkCase {
@@ -191,7 +192,7 @@ func atkLDAPCases(t *testing.T, dir *slapdtest.Server, referral *atkListener) []
 			status: http.StatusOK, wantUser: "eve*)(uid=*", wantGroups: "meta", remoteCalls: 1, ldapSearches: 2, after: noPresence},
 		{id: "ATK-186", name: `sub back\slash is escaped in both searches`, header: user(`back\slash`),
 			status: http.StatusOK, wantUser: `back\slash`, wantGroups: "backslash", remoteCalls: 1, ldapSearches: 2},
-		// SPEC 3: several entries are an error, never a pick.
+		// README "Groups": several entries are an error, never a pick.
 		{id: "ATK-187", name: "sub matching two entries: 503", header: user("dup"),
 			status: http.StatusServiceUnavailable, remoteCalls: 1, ldapSearches: 1},
 		// A known user in no group is an empty answer: the next resolver.
@@ -218,7 +219,7 @@ func atkLDAPCases(t *testing.T, dir *slapdtest.Server, referral *atkListener) []
 
 // TestAttackRemoteTLSUntrusted: a remote endpoint behind a certificate the
 // gateway does not trust is unavailable, never validated without TLS
-// verification (SPEC 2.2).
+// verification (README "Validation").
 func TestAttackRemoteTLSUntrusted(t *testing.T) {
 	t.Parallel()
 	k := newKeyFiles(t)

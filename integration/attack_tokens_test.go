@@ -43,7 +43,7 @@ func replaceSegment(tok string, i int, seg string) string {
 // atkInvalid is a 401 for a presented token that no service behind the
 // gateway may hear about except, when remote is 1, the remote endpoint (it
 // is asked first about every token that passes the syntax and claim
-// pre-checks: Okera's order, SPEC 2).
+// pre-checks: Okera's order, README "Validation").
 func atkInvalid(id, name string, tok string, remote int) atkCase {
 	return atkCase{id: id, name: name, header: bearer(tok), status: http.StatusUnauthorized, presented: true, remoteCalls: remote}
 }
@@ -84,13 +84,13 @@ func atkTokenCases(t *testing.T, k keyFiles, planted *hitCounter) []atkCase {
 	cases := []atkCase{
 		// RFC 8725 §3.1, CVE-2015-9235 class: "alg":"none" in every spelling
 		// jwt_tool tries. The empty signature segment already fails the
-		// strict syntax (SPEC 2.1), so nobody else is asked.
+		// strict syntax (README "Validation"), so nobody else is asked.
 		atkInvalid("ATK-001", "alg none, empty signature", rawToken([]byte(`{"alg":"none","typ":"JWT"}`), payload(), noSignature), 0),
 		atkInvalid("ATK-002", "alg None, empty signature", rawToken([]byte(`{"alg":"None","typ":"JWT"}`), payload(), noSignature), 0),
 		atkInvalid("ATK-003", "alg NONE, empty signature", rawToken([]byte(`{"alg":"NONE","typ":"JWT"}`), payload(), noSignature), 0),
 		atkInvalid("ATK-004", "alg nOnE, empty signature", rawToken([]byte(`{"alg":"nOnE","typ":"JWT"}`), payload(), noSignature), 0),
-		// With a signature segment present the syntax passes; SPEC 2.3: none
-		// is never used, however it is spelled.
+		// With a signature segment present the syntax passes; README
+		// "Validation": none is never used, however it is spelled.
 		atkInvalid("ATK-005", `alg "none " (trailing space) with key A's signature`, rawToken([]byte(`{"alg":"none ","typ":"JWT"}`), payload(), signA), 1),
 		atkInvalid("ATK-006", "alg nOnE with a one-byte junk signature", rawToken([]byte(`{"alg":"nOnE"}`), payload(), fixedSig([]byte{0})), 1),
 		atkInvalid("ATK-007", "alg none carrying a valid RS512 signature by key A", rawToken([]byte(`{"alg":"none"}`), payload(), signA), 1),
@@ -100,7 +100,8 @@ func atkTokenCases(t *testing.T, k keyFiles, planted *hitCounter) []atkCase {
 		atkInvalid("ATK-009", "HS256 keyed with key A's DER (SPKI) bytes", rawToken([]byte(`{"alg":"HS256","typ":"JWT"}`), payload(), atkHMAC(sha256.New, derA)), 1),
 		atkInvalid("ATK-010", "HS512 keyed with key A's PEM file", rawToken([]byte(`{"alg":"HS512","typ":"JWT"}`), payload(), atkHMAC(sha512.New, k.APEM)), 1),
 		atkInvalid("ATK-011", "HS256 keyed with key B's PKCS#1 PEM file", rawToken([]byte(`{"alg":"HS256","typ":"JWT"}`), payload(), atkHMAC(sha256.New, pemB)), 1),
-		// SPEC 2.3: each static key verifies with its own algorithm only.
+		// README "Validation": each static key verifies with its own algorithm
+		// only.
 		atkInvalid("ATK-012", "RS256 by key A, which is pinned to RSA512", sign(t, a, jwa.RS256, good()), 1),
 		atkInvalid("ATK-013", "RS512 by key B, which is pinned to RSA256", sign(t, b, jwa.RS512, good()), 1),
 		atkInvalid("ATK-014", "PS512 (RSASSA-PSS) by key A", sign(t, a, jwa.PS512, good()), 1),
@@ -120,7 +121,8 @@ func atkTokenCases(t *testing.T, k keyFiles, planted *hitCounter) []atkCase {
 		atkInvalid("ATK-021", "groups extended with root after signing", replaceSegment(sign(t, a, jwa.RS512, good()), 1, b64(mustJSON(t, good().with("groups", []string{"analysts", "root"})))), 1),
 		atkInvalid("ATK-022", "signed by a key the gateway does not trust", sign(t, evil, jwa.RS512, good()), 1),
 		// RFC 8725 §3.10 / CVE-2018-0114: keys and key URLs carried by the
-		// token are never used (SPEC 2.3); a planted URL is never fetched.
+		// token are never used (README "Validation"); a planted URL is never
+		// fetched.
 		atkInvalid("ATK-023", "embedded jwk header holding the attacker's key", signWithHeaders(t, evil, jwa.RS512, good(), map[string]any{jws.JWKKey: evilJWK}), 1),
 		func() atkCase {
 			c := atkInvalid("ATK-024", "jku header pointing at the attacker's JWKS on 127.0.0.1", signWithHeaders(t, evil, jwa.RS512, good(), map[string]any{jws.JWKSetURLKey: planted.srv.URL + "/jwks.json"}), 1)
@@ -135,7 +137,7 @@ func atkTokenCases(t *testing.T, k keyFiles, planted *hitCounter) []atkCase {
 		atkInvalid("ATK-026", "x5c header holding the attacker's self-signed certificate", rawToken(
 			mustJSON(t, map[string]any{"alg": "RS512", "x5c": []string{base64.StdEncoding.EncodeToString(selfSignedCert(t, evil))}}), payload(), rsaSigner(t, evil, crypto.SHA512)), 1),
 		// jwt_tool's kid injection: a path, a query, a file, a huge value.
-		// Static keys never look at kid (SPEC 2.3).
+		// Static keys never look at kid (README "Validation").
 		atkInvalid("ATK-027", "kid ../../../../dev/null with HS256 and an empty secret", rawToken([]byte(`{"alg":"HS256","kid":"../../../../dev/null"}`), payload(), atkHMAC(sha256.New, nil)), 1),
 		atkInvalid("ATK-028", "kid SQL injection with HS256 keyed by the injected value", rawToken([]byte(`{"alg":"HS256","kid":"x' UNION SELECT 'secret'--"}`), payload(), atkHMAC(sha256.New, []byte("secret"))), 1),
 		atkInvalid("ATK-029", "kid naming key A's file, HS256 keyed with that file", rawToken(mustJSON(t, map[string]any{"alg": "HS256", "kid": k.A}), payload(), atkHMAC(sha256.New, k.APEM)), 1),
@@ -153,8 +155,8 @@ func atkTokenCases(t *testing.T, k keyFiles, planted *hitCounter) []atkCase {
 	return cases
 }
 
-// atkJOSECases: JOSE parsing pitfalls that a lenient parser turns into a
-// bypass or a disagreement (SPEC 2.1; RFC 7515 §3, §7.1, §4.1.11; RFC 7797;
+// atkJOSECases: JOSE parsing pitfalls that a lenient parser turns into a bypass
+// or a disagreement (README "Validation"; RFC 7515 §3, §7.1, §4.1.11; RFC 7797;
 // RFC 8725 §3.11-3.12). All are refused before any service is asked.
 func atkJOSECases(t *testing.T) []atkCase {
 	a := rsaKey(t, keyA)
@@ -193,8 +195,8 @@ func atkJOSECases(t *testing.T) []atkCase {
 	tokA := sign(t, a, jwa.RS512, good)
 	deep := `{"sub":"alice","n":` + strings.Repeat("[", 70) + strings.Repeat("]", 70) + "}"
 	return []atkCase{
-		// RFC 7515 §7.2 / SPEC 2.1: only the compact serialization is a
-		// token; jwx's jwt.Parse would take these.
+		// RFC 7515 §7.2 / README "Validation": only the compact serialization
+		// is a token; jwx's jwt.Parse would take these.
 		atkInvalid("ATK-040", "JWS JSON flattened serialization", string(flat), 0),
 		atkInvalid("ATK-041", "JWS JSON general serialization, two signatures", string(general), 0),
 		atkInvalid("ATK-042", "JWE compact (five segments)", strings.Join([]string{b64([]byte(`{"alg":"RSA-OAEP","enc":"A256GCM"}`)), b64([]byte("k")), b64([]byte("iv")), b64([]byte("ct")), b64([]byte("tag"))}, "."), 0),
@@ -227,22 +229,23 @@ func atkJOSECases(t *testing.T) []atkCase {
 		atkInvalid("ATK-060", "four segments", tokA+"."+b64([]byte("x")), 0),
 		atkInvalid("ATK-061", "two segments", strings.Join(strings.Split(tokA, ".")[:2], "."), 0),
 		// Parser exhaustion and smuggling: nesting past the limit, a second
-		// object after the first (SPEC 2.1: one object, nothing after it).
+		// object after the first (README "Validation": one object, nothing
+		// after it).
 		atkInvalid("ATK-062", "payload nested 70 levels (past the depth limit)", rawA(`{"alg":"RS512"}`, deep), 0),
 		atkInvalid("ATK-063", "data after the payload object", rawA(`{"alg":"RS512"}`, payload+`{"sub":"admin"}`), 0),
 	}
 }
 
-// atkClaimCases: forced-error values in every claim (SPEC 2.4, 3; RFC 7519
-// §4.1; RFC 8725 §3.8-3.9). Time, issuer and audience are checked before
-// any service is asked; sub and groups after the signature.
+// atkClaimCases: forced-error values in every claim (README "Validation",
+// "Groups"; RFC 7519 §4.1; RFC 8725 §3.8-3.9). Time, issuer and audience are
+// checked before any service is asked; sub and groups after the signature.
 func atkClaimCases(t *testing.T) []atkCase {
 	a := rsaKey(t, keyA)
 	tok := func(c claims) string { return sign(t, a, jwa.RS512, c) }
 	good := func() claims { return atkClaims("alice", "analysts") }
 	now := time.Now()
 	return []atkCase{
-		// SPEC 2.4, RFC 7519 §2 NumericDate: a JSON number within
+		// README "Validation", RFC 7519 §2 NumericDate: a JSON number within
 		// 1970..9999; strings, null, booleans, objects and huge values are
 		// rejections, never overflows.
 		atkInvalid("ATK-070", "exp as a numeric string", tok(good().with("exp", fmt.Sprint(now.Add(time.Hour).Unix()))), 0),
@@ -263,7 +266,7 @@ func atkClaimCases(t *testing.T) []atkCase {
 		atkInvalid("ATK-082", "aud an object", tok(good().with("aud", map[string]any{"okera": true})), 0),
 		atkInvalid("ATK-083", "aud list holding a number next to ours", tok(good().with("aud", []any{"okera", 1})), 0),
 		atkInvalid("ATK-084", "aud missing", tok(good().with("aud", nil)), 0),
-		// SPEC 2.4: sub is a non-blank UTF-8 string without control
+		// README "Validation": sub is a non-blank UTF-8 string without control
 		// characters; it becomes a header value and a log field.
 		atkInvalid("ATK-085", "sub missing", tok(good().with("sub", nil)), 1),
 		atkInvalid("ATK-086", "sub blank", tok(good().with("sub", " \t\u00a0")), 1),
@@ -276,14 +279,15 @@ func atkClaimCases(t *testing.T) []atkCase {
 		atkInvalid("ATK-093", "sub null", tok(good().with("sub", json.RawMessage("null"))), 1),
 		// RFC 9110 §5.5: the header would drop the space and name alice.
 		atkInvalid("ATK-099", "sub with a trailing space", tok(good().with("sub", "alice ")), 1),
-		// SPEC 3: a groups claim of another shape is the token's fault (401)
-		// and stops resolution: LDAP and the group endpoint are not asked.
+		// README "Groups": a groups claim of another shape is the token's fault
+		// (401) and stops resolution: LDAP and the group endpoint are not
+		// asked.
 		atkInvalid("ATK-094", "groups a string", tok(good().with("groups", "root")), 1),
 		atkInvalid("ATK-095", "groups holding null", tok(good().with("groups", []any{"analysts", nil})), 1),
 		atkInvalid("ATK-096", "groups an object", tok(good().with("groups", map[string]any{"root": true})), 1),
 		atkInvalid("ATK-097", "groups holding a number", tok(good().with("groups", []any{"analysts", 0})), 1),
-		// SPEC 3: names with a comma or a control character are dropped, so
-		// they cannot forge a second group in the joined header.
+		// README "Groups": names with a comma or a control character are
+		// dropped, so they cannot forge a second group in the joined header.
 		{id: "ATK-098", name: "groups with a comma, a BEL and a CRLF injection are dropped",
 			header: bearer(tok(good().with("groups", []string{"analysts,root", "ops\u0007", "x\r\nX-Okera-User: root", " Sales "}))),
 			status: http.StatusOK, wantUser: "alice", wantGroups: "sales", remoteCalls: 1},
@@ -292,7 +296,7 @@ func atkClaimCases(t *testing.T) []atkCase {
 
 // atkExhaustionCases: oversized and pathological tokens are refused
 // quickly, unparsed when over max_token_size (65536 here), and a large
-// genuine token still works (SPEC 1, 2.1).
+// genuine token still works (README "The okera_auth directive", "Validation").
 func atkExhaustionCases(t *testing.T) []atkCase {
 	a := rsaKey(t, keyA)
 	sized := func(size int) string {
@@ -309,8 +313,9 @@ func atkExhaustionCases(t *testing.T) []atkCase {
 		c.maxTime = quick
 	}
 	big := sized(60000)
-	// SPEC 1 max_token_size, SPEC 2.1 and the JSON depth limit: each is
-	// refused before any service is asked, within 2 s.
+	// README "The okera_auth directive" max_token_size, README "Validation" and
+	// the JSON depth limit: each is refused before any service is asked, within
+	// 2 s.
 	return []atkCase{over, dots, segs, deep,
 		// The limit is not a denial of service on real tokens.
 		{id: "ATK-124", name: "a 60000-byte genuine token within max_token_size", header: bearer(big),

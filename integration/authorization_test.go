@@ -9,7 +9,7 @@ import (
 )
 
 // TestRequiredGroup: Okera's OKERA_REQUIRED_GROUP_MEMBERSHIP and
-// OKERA_CATALOG_ADMINS (SPEC 3). Without an admins line the admin is the
+// OKERA_CATALOG_ADMINS (README "Groups"). Without an admins line the admin is the
 // system token's sub (okera).
 func TestRequiredGroup(t *testing.T) {
 	t.Parallel()
@@ -84,7 +84,7 @@ func TestAdmins(t *testing.T) {
 
 // TestGroupsClaim: groups_claim names the claim the claim resolver reads;
 // a malformed claim is the token's fault, so it is a 401 whatever
-// on_resolver_error says (SPEC 3).
+// on_resolver_error says (README "Groups").
 func TestGroupsClaim(t *testing.T) {
 	t.Parallel()
 	k := newKeyFiles(t)

@@ -46,7 +46,7 @@ func payloadOf(t testing.TB, tok string) map[string]any {
 }
 
 // TestCommandLine: okera-keygen and okera-token produce what the gateway
-// accepts, like Okera's okctl (SPEC 6).
+// accepts, like Okera's okctl (README "Commands").
 func TestCommandLine(t *testing.T) {
 	t.Parallel()
 	work := t.TempDir()

@@ -21,8 +21,9 @@ func authSite(t testing.TB, auth string) string {
 }
 
 // TestStartupFailures: a config the gateway cannot honour stops Caddy at
-// start-up with a message that says what to fix (SPEC 1, 5; STYLE: unknown
-// subdirectives are errors, with file and line).
+// start-up with a message that says what to fix (README "The okera_auth
+// directive", "Toward the upstream", "Troubleshooting"; an unknown
+// subdirective is an error naming the file and line).
 func TestStartupFailures(t *testing.T) {
 	t.Parallel()
 	k := newKeyFiles(t)
@@ -181,7 +182,8 @@ func handlerOrder(v any, out *[]string) {
 }
 
 // TestAdaptOrder: okera_auth needs no global `order` line; it runs after
-// basic_auth and before reverse_proxy wherever it is written (SPEC 1).
+// basic_auth and before reverse_proxy wherever it is written (README "The
+// okera_auth directive").
 func TestAdaptOrder(t *testing.T) {
 	t.Parallel()
 	caddyfile := `http://127.0.0.1:8080 {
@@ -230,7 +232,7 @@ func TestAdaptOrder(t *testing.T) {
 }
 
 // TestJSONConfig: the handler works from JSON config, here the adapted
-// Caddyfile of a gateway (SPEC 1).
+// Caddyfile of a gateway (README "The okera_auth directive").
 func TestJSONConfig(t *testing.T) {
 	t.Parallel()
 	k := newKeyFiles(t)

@@ -3,7 +3,7 @@
 // CADDY_BIN or ../caddy) with a Caddyfile, and talks to it over loopback HTTP
 // with tokens signed in the test, a recording upstream and a programmable
 // remote validation endpoint. Nothing here imports the module's own packages,
-// so the suite pins down the contract in SPEC.md, not the implementation.
+// so the suite pins down the contract the README states, not the implementation.
 //
 // Run it with `make integration`, or:
 //

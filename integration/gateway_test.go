@@ -11,9 +11,9 @@ import (
 )
 
 // allowListed are the `_` and `.` spellings of the identity headers that the
-// gateway configs allow-list. Caddy 2.11 drops such header names itself
-// unless they are allow-listed; with them allow-listed, only the handler
-// stands between a spoofed X_Okera_User and the upstream (SPEC 4).
+// gateway configs allow-list. Caddy 2.11 drops such header names itself unless
+// they are allow-listed; with them allow-listed, only the handler stands
+// between a spoofed X_Okera_User and the upstream (README "Security notes").
 var allowListed = struct{ underscore, dot []string }{
 	underscore: []string{"x_okera_user", "x_okera_groups", "x_remote_user", "x_remote_groups"},
 	dot:        []string{"x.okera.user", "x.okera.groups", "x.remote.user", "x.remote.groups"},
@@ -168,7 +168,8 @@ func challenge(realm string, tokenPresented bool) string {
 	return c
 }
 
-// assertNoStore: 401, 403 and 503 answers must not be cached (SPEC 2.5).
+// assertNoStore: 401, 403 and 503 answers must not be cached (README "Status
+// codes").
 func assertNoStore(t testing.TB, resp response) {
 	t.Helper()
 	if got := resp.Header.Values("Cache-Control"); len(got) != 1 || got[0] != "no-store" {
@@ -241,8 +242,8 @@ func assertPlaceholders(t testing.TB, rec recordedRequest, user, groups, validat
 	}
 }
 
-// assertTokenAbsent: the caller's token never reaches the upstream (SPEC 4),
-// in any header or trailer value.
+// assertTokenAbsent: the caller's token never reaches the upstream (README
+// "Toward the upstream"), in any header or trailer value.
 func assertTokenAbsent(t testing.TB, rec recordedRequest, tok string) {
 	t.Helper()
 	for _, h := range []http.Header{rec.Header, rec.Trailer} {

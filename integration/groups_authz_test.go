@@ -4,7 +4,7 @@ import "testing"
 
 // TestGroupResolutionRequiredGroup: required_group and admins (Okera's
 // OKERA_REQUIRED_GROUP_MEMBERSHIP and OKERA_CATALOG_ADMINS) applied to
-// groups that came from LDAP and from the group endpoint (SPEC 3).
+// groups that came from LDAP and from the group endpoint (README "Groups").
 func TestGroupResolutionRequiredGroup(t *testing.T) {
 	t.Parallel()
 	k := newKeyFiles(t)

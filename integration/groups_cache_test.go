@@ -7,7 +7,7 @@ import (
 
 // TestGroupResolutionCache: LDAP and endpoint answers, "no answer"
 // included, are cached per user for cache_ttl; errors never are; cache_ttl
-// 0 turns the cache off (SPEC 3). Every request carries a new token, so
+// 0 turns the cache off (README "Groups"). Every request carries a new token, so
 // the gateway's token cache cannot be what saves the queries.
 func TestGroupResolutionCache(t *testing.T) {
 	t.Parallel()

@@ -12,7 +12,7 @@ import (
 )
 
 // TestGroupResolutionChain: the default resolver order claim → ldap →
-// endpoint against a real slapd and a real group endpoint (SPEC 3): the
+// endpoint against a real slapd and a real group endpoint (README "Groups"): the
 // first non-empty answer wins, answers are normalised, and the user never
 // reaches an LDAP filter or the endpoint's URL unescaped.
 func TestGroupResolutionChain(t *testing.T) {
@@ -26,8 +26,9 @@ func TestGroupResolutionChain(t *testing.T) {
 	)})
 
 	t.Run("claim present: LDAP is never searched and the endpoint never called", func(t *testing.T) {
-		// SPEC 3: the first resolver with a non-empty answer wins; answers
-		// are never merged, so a token with groups costs the directory nothing.
+		// README "Groups": the first resolver with a non-empty answer wins;
+		// answers are never merged, so a token with groups costs the directory
+		// nothing.
 		searches, calls := s.CountLog(" SRCH "), ep.Total()
 		tok := userToken(t, "alice", "Claim-Group")
 		rec := g.accept(t, bearer(tok))
@@ -42,7 +43,7 @@ func TestGroupResolutionChain(t *testing.T) {
 	})
 
 	t.Run("claim absent: LDAP's groups, lower-cased", func(t *testing.T) {
-		// SPEC 3 ldap: one user search, one group search; Okera treats
+		// README "Groups" ldap: one user search, one group search; Okera treats
 		// groups case-insensitively, so Engineering arrives as engineering.
 		tok := userToken(t, "alice")
 		rec := g.accept(t, bearer(tok))
@@ -60,7 +61,7 @@ func TestGroupResolutionChain(t *testing.T) {
 	})
 
 	t.Run("an empty or null groups claim is no answer: LDAP is asked", func(t *testing.T) {
-		// SPEC 3 claim: absent, null or [] → try the next resolver.
+		// README "Groups" claim: absent, null or [] → try the next resolver.
 		rec := g.accept(t, bearer(sign(t, rsaKey(t, keyA), jwa.RS512, userClaims("carol").with("groups", []string{}))))
 		want := make([]string, 0, 30)
 		for i := range 30 {
@@ -70,7 +71,7 @@ func TestGroupResolutionChain(t *testing.T) {
 
 		tok := sign(t, rsaKey(t, keyA), jwa.RS512, userClaims("norma").with("groups", nullClaim{}))
 		rec = g.accept(t, bearer(tok))
-		// SPEC 3 normalisation: Ops and OPS (two entries) are one group;
+		// README "Groups" normalisation: Ops and OPS (two entries) are one group;
 		// "R&D, Europe" holds a comma, which would split into two groups in
 		// the joined header, so it is dropped and logged.
 		assertGroups(t, rec, "norma", "ldap", "data-science", "ops")
@@ -80,7 +81,7 @@ func TestGroupResolutionChain(t *testing.T) {
 	})
 
 	t.Run("LDAP has no entry for the user: the endpoint answers", func(t *testing.T) {
-		// SPEC 3 ldap: no entry → no answer; endpoint: GET <base>/<path-
+		// README "Groups" ldap: no entry → no answer; endpoint: GET <base>/<path-
 		// escaped user> with Accept: application/json and the system token.
 		// The user holds a space, a slash, a non-ASCII letter, ? and #: one
 		// path segment, nothing that reaches another path or a query.
@@ -97,7 +98,8 @@ func TestGroupResolutionChain(t *testing.T) {
 	})
 
 	t.Run("LDAP knows the user but not in any group: the endpoint answers", func(t *testing.T) {
-		// SPEC 3: an empty answer is no answer; the next resolver is asked.
+		// README "Groups": an empty answer is no answer; the next resolver is
+		// asked.
 		ep.Reply("bob", endpointReply{Status: 200, Body: `{"groups":["From-Endpoint"]}`})
 		rec := g.accept(t, bearer(userToken(t, "bob")))
 		assertGroups(t, rec, "bob", "endpoint", "from-endpoint")
@@ -111,7 +113,7 @@ func TestGroupResolutionChain(t *testing.T) {
 		name, user, body string
 		want             []string
 	}{
-		// SPEC 3 endpoint: ["a","b"] or {"groups":["a","b"]}.
+		// README "Groups" endpoint: ["a","b"] or {"groups":["a","b"]}.
 		{"a JSON list", "ghost-list", `["Readers","WRITERS","readers"]`, []string{"readers", "writers"}},
 		{"an object with groups", "ghost-object", `{"groups":["Auditors"],"other":1}`, []string{"auditors"}},
 	}
@@ -127,8 +129,9 @@ func TestGroupResolutionChain(t *testing.T) {
 	}
 
 	t.Run("endpoint 404: no groups, source none", func(t *testing.T) {
-		// SPEC 3: 404 → no answer; no resolver answered, so the user has no
-		// groups, and the groups header is still set (empty): SPEC 4.
+		// README "Groups": 404 → no answer; no resolver answered, so the user
+		// has no groups, and the groups header is still set (empty): README
+		// "Toward the upstream".
 		tok := userToken(t, "ghost-404")
 		rec := g.accept(t, bearer(tok))
 		assertGroups(t, rec, "ghost-404", "none")
@@ -140,7 +143,7 @@ func TestGroupResolutionChain(t *testing.T) {
 		name, user string
 		reply      endpointReply
 	}{
-		// SPEC 3: other non-2xx, timeouts or other shapes → error; with
+		// README "Groups": other non-2xx, timeouts or other shapes → error; with
 		// on_resolver_error deny (the default) an error is a 503.
 		{"500", "ghost-500", endpointReply{Status: 500, Body: `["admins"]`}},
 		{"an unknown shape", "ghost-shape", endpointReply{Status: 200, Body: `{"roles":["admins"]}`}},
@@ -164,8 +167,8 @@ func TestGroupResolutionChain(t *testing.T) {
 		filter   string // the user search filter value as slapd logs it
 		endpoint string // the escaped path segment the endpoint must get
 	}{
-		// SPEC 3 ldap: {0} is the RFC 4515-escaped user. Unescaped, each of
-		// these would match every entry (several → error) or break the
+		// README "Groups" ldap: {0} is the RFC 4515-escaped user. Unescaped,
+		// each of these would match every entry (several → error) or break the
 		// filter; escaped, each is a literal uid nobody has.
 		{`*)(uid=*`, `\2a\29\28uid=\2a`, `%2A%29%28uid=%2A`},
 		{`*`, `\2a`, `%2A`},
@@ -212,11 +215,11 @@ func TestGroupResolutionChain(t *testing.T) {
 	}
 
 	t.Run("200 concurrent first requests, one LDAP search", func(t *testing.T) {
-		// SPEC 3: concurrent lookups of one user make one query. slapd is
-		// frozen while the requests arrive, so none can be answered from
-		// the cache: only the shared lookup (singleflight) keeps it at one.
-		// Each request carries its own token, so the gateway's token cache
-		// cannot make them one request.
+		// README "Groups": concurrent lookups of one user make one query. slapd
+		// is frozen while the requests arrive, so none can be answered from the
+		// cache: only the shared lookup (singleflight) keeps it at one. Each
+		// request carries its own token, so the gateway's token cache cannot
+		// make them one request.
 		tokens := distinctTokens(t, "crowd", 200)
 		before := g.Up.Count()
 		s.Pause()
@@ -242,8 +245,8 @@ func TestGroupResolutionChain(t *testing.T) {
 	})
 
 	t.Run("200 concurrent first requests, LDAP has no entry: one search, one endpoint call", func(t *testing.T) {
-		// SPEC 3: the endpoint answers slowly, so all requests wait on the
-		// same call; "no answer" from LDAP is shared and cached too.
+		// README "Groups": the endpoint answers slowly, so all requests wait on
+		// the same call; "no answer" from LDAP is shared and cached too.
 		ep.Reply("ghost-crowd", endpointReply{Status: 200, Body: `["Crowd-From-Endpoint"]`, Delay: 500 * time.Millisecond})
 		tokens := distinctTokens(t, "ghost-crowd", 200)
 		before := g.Up.Count()

@@ -11,7 +11,7 @@ import (
 // TestGroupResolutionBindPassword: bind_password takes {env.X} so the
 // secret stays out of the Caddyfile; a wrong password is a 503; and no
 // password, right or wrong, ever reaches Caddy's log, even at DEBUG with
-// access logs on (SPEC 1, 3, 7).
+// access logs on (README "The okera_auth directive", "Groups", "Logs").
 func TestGroupResolutionBindPassword(t *testing.T) {
 	t.Parallel()
 	k := newKeyFiles(t)
@@ -82,7 +82,7 @@ func isCaddyConfigDump(line string) bool {
 
 // TestGroupResolutionStartup: Provision never dials the directory. One
 // that is down or hung at start-up does not stop or delay Caddy; a check in
-// the background says what is wrong, naming the url (SPEC 9, STYLE).
+// the background says what is wrong, naming the url (README "Lifecycle").
 func TestGroupResolutionStartup(t *testing.T) {
 	t.Parallel()
 	k := newKeyFiles(t)
@@ -119,7 +119,7 @@ func TestGroupResolutionStartup(t *testing.T) {
 
 // TestGroupResolutionCaddyfileErrors: a broken ldap block stops Caddy at
 // start-up with a message that names the problem and its Caddyfile line
-// (STYLE: unknown subdirectives are errors, with file and line).
+// (an unknown subdirective is an error naming the file and line).
 func TestGroupResolutionCaddyfileErrors(t *testing.T) {
 	t.Parallel()
 	k := newKeyFiles(t)
@@ -154,7 +154,7 @@ func TestGroupResolutionCaddyfileErrors(t *testing.T) {
 	t.Run("bind_password from an unset environment variable: start-up fails saying so", func(t *testing.T) {
 		t.Parallel()
 		// {env.X} of an unset X is empty, and an empty password would be
-		// an unauthenticated bind: refused at start-up (SPEC 3).
+		// an unauthenticated bind: refused at start-up (README "Groups").
 		out := expectStartFailure(t, authSite(t, groupsAuth(k, ldapBlockPassword(url, "{env.OKERA_TEST_UNSET_"+randomID()+"}"))))
 		if !strings.Contains(out, "bind_password") {
 			t.Errorf("the error does not name bind_password:\n%s", out)

@@ -17,7 +17,7 @@ import (
 	"github.com/okeragate/caddy-okera-auth/internal/slapdtest"
 )
 
-// The group resolution suite (SPEC 3) runs the real Caddy against a real
+// The group resolution suite (README "Groups") runs the real Caddy against a real
 // OpenLDAP slapd (internal/slapdtest, which counts the searches the server
 // received from its log) and a programmable group endpoint. slapdtest is a
 // test harness, not the gateway's code, so the suite stays black-box.
@@ -147,7 +147,7 @@ func assertGroups(t testing.TB, rec recordedRequest, user, source string, want .
 }
 
 // assertSystemToken: with the default upstream_token, the upstream gets the
-// system token and never the caller's token (SPEC 4).
+// system token and never the caller's token (README "Toward the upstream").
 func assertSystemToken(t testing.TB, rec recordedRequest, k keyFiles, callerToken string) {
 	t.Helper()
 	if got := rec.Header.Values("Authorization"); len(got) != 1 || got[0] != "Bearer "+k.System {
@@ -264,7 +264,7 @@ func (e *groupsEndpoint) Total() int {
 }
 
 // assertEndpointCalls checks how the gateway asked the group endpoint for
-// user (SPEC 3): n calls, each GET <base>/<escapedUser> with Accept:
+// user (README "Groups"): n calls, each GET <base>/<escapedUser> with Accept:
 // application/json and the system token as bearer.
 func assertEndpointCalls(t testing.TB, e *groupsEndpoint, user, escapedUser string, k keyFiles, n int) {
 	t.Helper()

@@ -9,7 +9,7 @@ import (
 // TestGroupResolutionLDAPDown: a directory that goes away mid-run. With
 // on_resolver_error deny (the default) the gateway fails closed with 503;
 // with continue it logs the error and asks the next resolver; when the
-// directory is back, the connection pool recovers on its own (SPEC 3).
+// directory is back, the connection pool recovers on its own (README "Groups").
 func TestGroupResolutionLDAPDown(t *testing.T) {
 	t.Parallel()
 	k := newKeyFiles(t)
@@ -45,7 +45,7 @@ func TestGroupResolutionLDAPDown(t *testing.T) {
 	})
 
 	t.Run("directory stopped, deny: 503 with Retry-After and no-store", func(t *testing.T) {
-		// SPEC 3: deny → 503; the chain stops at the failing resolver.
+		// README "Groups": deny → 503; the chain stops at the failing resolver.
 		s.Stop()
 		calls := len(ep.Calls("alice"))
 		assertUnavailable(t, deny.reject(t, bearer(userToken(t, "alice"))))
@@ -59,7 +59,7 @@ func TestGroupResolutionLDAPDown(t *testing.T) {
 	})
 
 	t.Run("directory stopped, continue: the endpoint answers", func(t *testing.T) {
-		// SPEC 3: continue → log it and try the next resolver.
+		// README "Groups": continue → log it and try the next resolver.
 		tok := userToken(t, "alice")
 		rec := cont.accept(t, bearer(tok))
 		assertGroups(t, rec, "alice", "endpoint", "endpoint-fallback")

@@ -12,7 +12,7 @@ import (
 // TestGroupResolutionLDAPTLS: ldaps:// and start_tls verify the directory
 // against ca_file. With a CA that did not sign the server's certificate the
 // handshake fails and lookups are a 503: the gateway never falls back to
-// plain LDAP, which would send the bind password in clear (SPEC 3).
+// plain LDAP, which would send the bind password in clear (README "Groups").
 func TestGroupResolutionLDAPTLS(t *testing.T) {
 	t.Parallel()
 	k := newKeyFiles(t)

@@ -62,9 +62,9 @@ func TestCaddyHeaderAllowList(t *testing.T) {
 }
 
 // TestSpoofedUnderscoreAndDotHeaders: a client sends X_Okera_User and
-// X.Okera.User, which CGI, PHP and WSGI back ends fold into the same
-// variable as X-Okera-User (SPEC 4). The server allow-lists those names, so
-// Caddy keeps them and only the handler can strip them.
+// X.Okera.User, which CGI, PHP and WSGI back ends fold into the same variable
+// as X-Okera-User (README "Security notes"). The server allow-lists those
+// names, so Caddy keeps them and only the handler can strip them.
 func TestSpoofedUnderscoreAndDotHeaders(t *testing.T) {
 	t.Parallel()
 	k := newKeyFiles(t)
@@ -116,9 +116,9 @@ func TestSpoofedUnderscoreAndDotHeaders(t *testing.T) {
 }
 
 // TestSpoofedHyphenatedHeaders: X-Okera-User in any letter case, and the
-// Connection trick (SPEC 4). No allow-list here: with one, Caddy itself
-// drops the hyphenated twin of every allow-listed name, and the test would
-// prove nothing about the handler.
+// Connection trick (README "Security notes"). No allow-list here: with one,
+// Caddy itself drops the hyphenated twin of every allow-listed name, and the
+// test would prove nothing about the handler.
 func TestSpoofedHyphenatedHeaders(t *testing.T) {
 	t.Parallel()
 	k := newKeyFiles(t)
@@ -224,9 +224,10 @@ func postWithTrailers(t testing.TB, g *gateway, url string, header http.Header) 
 	return rec
 }
 
-// TestCustomHeadersAndOriginalToken: user_header and groups_header rename
-// the identity headers and are stripped the same way; upstream_token
-// original passes the caller's Authorization through unchanged (SPEC 4).
+// TestCustomHeadersAndOriginalToken: user_header and groups_header rename the
+// identity headers and are stripped the same way; upstream_token original
+// passes the caller's Authorization through unchanged (README "Toward the
+// upstream").
 func TestCustomHeadersAndOriginalToken(t *testing.T) {
 	t.Parallel()
 	k := newKeyFiles(t)

@@ -365,5 +365,5 @@ func pemSPKI(t testing.TB, key *rsa.PrivateKey) []byte {
 }
 
 // reloadWithin is the longest a replaced key or token file may take to be
-// in force (SPEC 5).
+// in force (README "Toward the upstream").
 const reloadWithin = 30 * time.Second

@@ -11,10 +11,10 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 )
 
-// SPEC 5: with signing_key and no system_token the gateway mints its own
-// system token (sub okera, groups [root]) and renews it at 80% of its life;
-// the upstream sees the renewed token. The life is shortened to 3 s with
-// the JSON-only system_token_ttl (default 1h).
+// README "Toward the upstream": with signing_key and no system_token the
+// gateway mints its own system token (sub okera, groups [root]) and renews it
+// at 80% of its life; the upstream sees the renewed token. The life is
+// shortened to 3 s with the JSON-only system_token_ttl (default 1h).
 func TestIssue4SelfMintedSystemTokenRenewal(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -73,12 +73,12 @@ http://%s {
 	}
 }
 
-// SPEC 2.3: a JWKS that cannot be fetched at start-up does not stop Caddy
-// from starting. Meanwhile tokens only its keys could verify get 503 with
+// README "Validation": a JWKS that cannot be fetched at start-up does not stop
+// Caddy from starting. Meanwhile tokens only its keys could verify get 503 with
 // Retry-After (the gateway cannot tell a bad token from a key it could not
 // fetch); the fetch is retried in the background, and once the identity
-// provider is up its tokens validate, by kid, as validator jwks. Made-up
-// kids do not make the gateway hammer the identity provider.
+// provider is up its tokens validate, by kid, as validator jwks. Made-up kids
+// do not make the gateway hammer the identity provider.
 func TestIssue4JWKSEndpointStartsAfterCaddy(t *testing.T) {
 	t.Parallel()
 	idpKey := rsaKey(t, "issue4-jwks-idp")

@@ -10,9 +10,9 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 )
 
-// SPEC 4 and 5: with upstream_token minted the upstream gets a token the
-// gateway signs with signing_key for the caller's user and groups, and
-// verifies it the way a real service would: against the JWK Set that
+// README "Toward the upstream": with upstream_token minted the upstream gets a
+// token the gateway signs with signing_key for the caller's user and groups,
+// and verifies it the way a real service would: against the JWK Set that
 // okera_jwks serves from the same Caddy, without a token (okera_jwks orders
 // itself before okera_auth). Replacing the signing key file takes effect
 // without a reload: the JWK Set and the minted tokens move to the new key.

@@ -11,12 +11,11 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 )
 
-// SPEC 9: fifty config reloads (admin API POST /load) of a gateway with
-// every background part of issue 4 running — file watchers, a JWKS source
-// and its refresher, a down JWKS retrying, the self-renewing system token,
-// the minted token cache, okera_jwks — leave the goroutine count and the
-// open file descriptors where they were: Cleanup stops what Provision
-// started.
+// README "Lifecycle": fifty config reloads (admin API POST /load) of a gateway
+// with every background part of issue 4 running — file watchers, a JWKS source
+// and its refresher, a down JWKS retrying, the self-renewing system token, the
+// minted token cache, okera_jwks — leave the goroutine count and the open file
+// descriptors where they were: Cleanup stops what Provision started.
 func TestIssue4ReloadsLeaveNoGoroutines(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

@@ -9,10 +9,10 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 )
 
-// SPEC 5: a public_key file replaced on disk is in force within 30 s,
-// without a Caddy reload, whether it is replaced by an atomic rename (a
-// deployment tool, a Kubernetes secret) or rewritten in place (an editor).
-// Tokens of the key that left are refused from then on, even one the
+// README "Toward the upstream": a public_key file replaced on disk is in force
+// within 30 s, without a Caddy reload, whether it is replaced by an atomic
+// rename (a deployment tool, a Kubernetes secret) or rewritten in place (an
+// editor). Tokens of the key that left are refused from then on, even one the
 // gateway had verified (and cached) before.
 func TestIssue4PublicKeyRotationWithoutReload(t *testing.T) {
 	t.Parallel()
@@ -54,8 +54,9 @@ func TestIssue4PublicKeyRotationWithoutReload(t *testing.T) {
 	g.accept(t, bearer(sign(t, oldKey, jwa.RS256, userClaims("carol"))))
 }
 
-// SPEC 5: a system_token file replaced on disk is sent upstream from then
-// on; a replacement that is not a usable token keeps the previous one.
+// README "Toward the upstream": a system_token file replaced on disk is sent
+// upstream from then on; a replacement that is not a usable token keeps the
+// previous one.
 func TestIssue4SystemTokenFileReload(t *testing.T) {
 	t.Parallel()
 	k := newKeyFiles(t)

@@ -10,10 +10,10 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 )
 
-// SPEC 6: caddy okera-verify runs the handler's validation chain. A valid
-// token prints {user, groups, validator, claims} as JSON and exits 0; an
-// invalid one prints the reason on stderr and exits non-zero (2: the
-// token's fault; 3: a validator could not answer; 1: bad usage).
+// README "Commands": caddy okera-verify runs the handler's validation chain. A
+// valid token prints {user, groups, validator, claims} as JSON and exits 0; an
+// invalid one prints the reason on stderr and exits non-zero (2: the token's
+// fault; 3: a validator could not answer; 1: bad usage).
 func TestIssue4OkeraVerify(t *testing.T) {
 	t.Parallel()
 	k := newKeyFiles(t)

@@ -16,8 +16,8 @@ import (
 )
 
 // TestPublicKeys runs one gateway with four public keys, each pinned to one
-// algorithm, and pins down what is accepted (SPEC 2.3, 4) and what the
-// upstream then sees (SPEC 4).
+// algorithm, and pins down what is accepted (README "Validation", "Toward the
+// upstream") and what the upstream then sees (README "Toward the upstream").
 func TestPublicKeys(t *testing.T) {
 	t.Parallel()
 	k := newKeyFiles(t)
@@ -30,15 +30,16 @@ func TestPublicKeys(t *testing.T) {
 	`, k.A, k.B, k.C, k.D, k.SystemToken)})
 
 	t.Run("valid token: identity, normalised groups, system token upstream", func(t *testing.T) {
-		// SPEC 3: groups are trimmed, lower-cased, de-duplicated in
+		// README "Groups": groups are trimmed, lower-cased, de-duplicated in
 		// first-seen order; a name with a comma would split into two groups
 		// once joined, so it is dropped.
 		tok := sign(t, rsaKey(t, keyA), jwa.RS512, userClaims("alice",
 			"  Analysts ", "DATA-eng", "analysts", "a,b", "Ops", "data-ENG"))
 		rec := g.accept(t, bearer(tok))
 		assertIdentity(t, rec, "X-Okera-User", "X-Okera-Groups", "alice", "analysts,data-eng,ops")
-		// SPEC 4: upstream_token system (the default) replaces the caller's
-		// Authorization with the system token; the caller's token goes nowhere.
+		// README "Toward the upstream": upstream_token system (the default)
+		// replaces the caller's Authorization with the system token; the
+		// caller's token goes nowhere.
 		if got := rec.Header.Values("Authorization"); len(got) != 1 || got[0] != "Bearer "+k.System {
 			t.Errorf("upstream Authorization = %q, want the system token", got)
 		}
@@ -47,8 +48,9 @@ func TestPublicKeys(t *testing.T) {
 	})
 
 	t.Run("no groups claim: empty groups header, source none", func(t *testing.T) {
-		// SPEC 4: the groups header is set even when empty, so a spoofed
-		// one can never survive by the gateway leaving it out.
+		// README "Toward the upstream": the groups header is set even when
+		// empty, so a spoofed one can never survive by the gateway leaving it
+		// out.
 		tok := sign(t, rsaKey(t, keyA), jwa.RS512, userClaims("bob"))
 		rec := g.accept(t, bearer(tok))
 		assertIdentity(t, rec, "X-Okera-User", "X-Okera-Groups", "bob", "")
@@ -86,7 +88,7 @@ func TestPublicKeys(t *testing.T) {
 	}
 
 	t.Run("scheme is case-insensitive", func(t *testing.T) {
-		// SPEC 2.1: "bearer" and "BEARER" are Bearer.
+		// README "Validation": "bearer" and "BEARER" are Bearer.
 		for _, scheme := range []string{"bearer", "BEARER", "BeArEr"} {
 			tok := sign(t, rsaKey(t, keyA), jwa.RS512, userClaims("dave"))
 			rec := g.accept(t, http.Header{"Authorization": {scheme + " " + tok}})
@@ -162,7 +164,7 @@ func rejectedTokens(t testing.TB, k keyFiles) []refusal {
 		out = append(out, refusal{name: name, header: bearer(tok), presented: true})
 	}
 
-	// Time claims (SPEC 2.4).
+	// Time claims (README "Validation").
 	add("expired", tokA(good().with("exp", now.Add(-5*time.Second).Unix())))
 	add("nbf in the future", tokA(good().with("nbf", now.Add(time.Minute).Unix())))
 	add("exp as a numeric string", tokA(good().with("exp", fmt.Sprint(now.Add(time.Hour).Unix()))))
@@ -173,7 +175,7 @@ func rejectedTokens(t testing.TB, k keyFiles) []refusal {
 	add("iat past year 9999", tokA(good().with("iat", int64(253402300800))))
 	add("exp before 1970", tokA(good().with("exp", -1)))
 
-	// The subject (SPEC 2.4).
+	// The subject (README "Validation").
 	add("missing sub", tokA(good().with("sub", nil)))
 	add("empty sub", tokA(good().with("sub", "")))
 	add("blank sub", tokA(good().with("sub", "  \t ")))
@@ -182,11 +184,12 @@ func rejectedTokens(t testing.TB, k keyFiles) []refusal {
 	add("sub with invalid UTF-8", rawA(`{"alg":"RS512","typ":"JWT"}`,
 		strings.Replace(payload, `"sub":"alice"`, "\"sub\":\"al\xffice\"", 1)))
 
-	// The groups claim: any type but a list of strings is malformed (SPEC 3).
+	// The groups claim: any type but a list of strings is malformed (README
+	// "Groups").
 	add("groups as a string", tokA(good().with("groups", "admins")))
 	add("groups holding a number", tokA(good().with("groups", []any{"a", 7})))
 
-	// Keys and algorithms (SPEC 2.3).
+	// Keys and algorithms (README "Validation").
 	add("wrong key", sign(t, rsaKey(t, keyAttacker), jwa.RS512, good()))
 	add("RS256 with key A configured RSA512 (algorithm confusion)", sign(t, a, jwa.RS256, good()))
 	add("RS512 with key B configured RSA256 (algorithm confusion)", sign(t, rsaKey(t, keyB), jwa.RS512, good()))
@@ -200,7 +203,7 @@ func rejectedTokens(t testing.TB, k keyFiles) []refusal {
 	add("HS512 claimed, HS256 with the PEM bytes", rawToken([]byte(`{"alg":"HS512","typ":"JWT"}`), []byte(payload), hmacSigner(k.APEM)))
 	add("no alg", rawA(`{"typ":"JWT"}`, payload))
 
-	// Keys carried by the token itself are never used (SPEC 2.3).
+	// Keys carried by the token itself are never used (README "Validation").
 	attacker := rsaKey(t, keyAttacker)
 	attackerJWK, err := jwk.FromRaw(&attacker.PublicKey)
 	if err != nil {
@@ -210,7 +213,7 @@ func rejectedTokens(t testing.TB, k keyFiles) []refusal {
 	x5c := mustJSON(t, map[string]any{"alg": "RS512", "x5c": []string{base64.StdEncoding.EncodeToString(selfSignedCert(t, attacker))}})
 	add("x5c header with the attacker's certificate", rawToken(x5c, []byte(payload), rsaSigner(t, attacker, crypto.SHA512)))
 
-	// Strict compact syntax (SPEC 2.1).
+	// Strict compact syntax (README "Validation").
 	jsonFlat, err := jws.Sign(mustJSON(t, good()), jws.WithJSON(), jws.WithKey(jwa.RS512, a))
 	if err != nil {
 		t.Fatal(err)
@@ -250,7 +253,7 @@ func rejectedTokens(t testing.TB, k keyFiles) []refusal {
 	add("garbage", "not-a-token")
 	add("over max_token_size (default 16384)", paddedToken(t, 17000))
 
-	// Extraction (SPEC 2.1).
+	// Extraction (README "Validation").
 	out = append(out,
 		refusal{name: "no Authorization header", header: http.Header{}, presented: false},
 		refusal{name: "Basic scheme", header: http.Header{"Authorization": {"Basic YWxpY2U6c2VjcmV0"}}, presented: false},
@@ -303,9 +306,9 @@ func stdAlphabetToken(t testing.TB) string {
 	}
 }
 
-// TestTokenHeaderURLsNeverFetched: a jku or x5u header naming the
-// attacker's key set must not make the gateway fetch it (SPEC 2.3), nor
-// accept the token.
+// TestTokenHeaderURLsNeverFetched: a jku or x5u header naming the attacker's
+// key set must not make the gateway fetch it (README "Validation"), nor accept
+// the token.
 func TestTokenHeaderURLsNeverFetched(t *testing.T) {
 	t.Parallel()
 	k := newKeyFiles(t)
@@ -337,8 +340,8 @@ func TestTokenHeaderURLsNeverFetched(t *testing.T) {
 	}
 }
 
-// TestClaimPolicy covers leeway, require_exp, issuer, audience,
-// max_token_size and realm (SPEC 1, 2.4, 2.5).
+// TestClaimPolicy covers leeway, require_exp, issuer, audience, max_token_size
+// and realm (README "The okera_auth directive", "Validation", "Status codes").
 func TestClaimPolicy(t *testing.T) {
 	t.Parallel()
 	k := newKeyFiles(t)

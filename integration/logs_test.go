@@ -12,7 +12,7 @@ import (
 
 // TestLogsNeverHoldTokens: at DEBUG, with access logs on, Caddy's output
 // holds no raw token, no part of one, and no system token; a rejected
-// token is identified by its fingerprint (SPEC 7).
+// token is identified by its fingerprint (README "Logs").
 func TestLogsNeverHoldTokens(t *testing.T) {
 	t.Parallel()
 	k := newKeyFiles(t)
@@ -81,7 +81,7 @@ func TestLogsNeverHoldTokens(t *testing.T) {
 			t.Errorf("the log lacks the fingerprint %s of the rejected %s", fingerprint(tok), name)
 		}
 	}
-	// SPEC 4: Caddy's access log shows {http.auth.user.id} as user_id.
+	// README "Logs": Caddy's access log shows {http.auth.user.id} as user_id.
 	for _, user := range []string{"alice", "remote-bob"} {
 		if !strings.Contains(out, `"user_id":"`+user+`"`) {
 			t.Errorf("the access log lacks user_id %s", user)

@@ -37,7 +37,7 @@ func scrape(t testing.TB, p *caddyProc) map[string]float64 {
 	return out
 }
 
-// SPEC 7: every counter moves by exactly what the requests did.
+// README "Metrics": every counter moves by exactly what the requests did.
 func TestMetricsCountOutcomes(t *testing.T) {
 	k := newKeyFiles(t)
 	remote := startRemote(t)

@@ -5,8 +5,8 @@ import (
 	"testing"
 )
 
-// SPEC 1 and 6: both modules are listed, and every okera-* command explains
-// itself with --help.
+// README "The okera_auth directive", "Commands": both modules are listed, and
+// every okera-* command explains itself with --help.
 func TestModulesAndCommandHelp(t *testing.T) {
 	dir := t.TempDir()
 	res := runCaddy(t, dir, "list-modules")

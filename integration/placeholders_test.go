@@ -11,7 +11,8 @@ import (
 )
 
 // TestPlaceholders: the values later handlers see on success, and what
-// handle_errors sees after a failure (SPEC 2.5, 4).
+// handle_errors sees after a failure (README "Status codes", "Toward the
+// upstream").
 func TestPlaceholders(t *testing.T) {
 	t.Parallel()
 	k := newKeyFiles(t)

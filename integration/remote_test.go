@@ -18,8 +18,9 @@ func idpToken(t testing.TB, c claims) string {
 	return sign(t, rsaKey(t, keyIdP), jwa.RS512, c)
 }
 
-// assertRemoteCall checks how the gateway asked the endpoint (SPEC 2.2):
-// POST, the caller's token as bearer, Accept: application/json, no body.
+// assertRemoteCall checks how the gateway asked the endpoint (README
+// "Validation"): POST, the caller's token as bearer, Accept: application/json,
+// no body.
 func assertRemoteCall(t testing.TB, calls []remoteCall, tok string, want int) {
 	t.Helper()
 	if len(calls) != want {
@@ -57,8 +58,9 @@ func TestRemoteEndpoint(t *testing.T) {
 	a := rsaKey(t, keyA)
 
 	t.Run("validated: the endpoint's sub and groups, not the token's", func(t *testing.T) {
-		// SPEC 2.2/3: the user is the endpoint's sub; the groups come from
-		// its answer, not from the payload the gateway did not verify.
+		// README "Validation", "Groups": the user is the endpoint's sub; the
+		// groups come from its answer, not from the payload the gateway did not
+		// verify.
 		remote.Set(remoteReply{Status: 200, Body: `{"sub":"remote-bob","groups":["Remote-G"," Ops ","remote-g"]}`})
 		tok := idpToken(t, userClaims("alice", "token-group"))
 		rec := g.accept(t, bearer(tok))
@@ -80,8 +82,8 @@ func TestRemoteEndpoint(t *testing.T) {
 	})
 
 	t.Run("validated with a malformed groups list: 401", func(t *testing.T) {
-		// SPEC 3: the endpoint's groups are the claim; a claim of another
-		// type than a list of strings makes the answer unusable.
+		// README "Groups": the endpoint's groups are the claim; a claim of
+		// another type than a list of strings makes the answer unusable.
 		remote.Set(remoteReply{Status: 200, Body: `{"sub":"remote-bob","groups":"admins"}`})
 		tok := idpToken(t, userClaims("alice"))
 		assertUnauthorized(t, g.reject(t, bearer(tok)), "okera", true)
@@ -142,8 +144,8 @@ func TestRemoteEndpoint(t *testing.T) {
 		})
 	}
 
-	// Unavailable (5xx, 3xx, timeout, unparseable body): the keys still
-	// decide; if none validates, 503 rather than 401 (SPEC 2.5), because
+	// Unavailable (5xx, 3xx, timeout, unparseable body): the keys still decide;
+	// if none validates, 503 rather than 401 (README "Status codes"), because
 	// the endpoint might have said yes.
 	unavailable := []struct {
 		name  string
@@ -190,7 +192,8 @@ func TestRemoteEndpoint(t *testing.T) {
 	})
 }
 
-// TestRemoteEndpointDown: a connection error is unavailability (SPEC 2.2).
+// TestRemoteEndpointDown: a connection error is unavailability (README
+// "Validation").
 func TestRemoteEndpointDown(t *testing.T) {
 	t.Parallel()
 	k := newKeyFiles(t)
@@ -216,7 +219,7 @@ func TestRemoteEndpointDown(t *testing.T) {
 }
 
 // TestRemoteEndpointOptions: authoritative, cache_ttl, singleflight and
-// trust_token_claims (SPEC 1, 2.2, 2.6, 3).
+// trust_token_claims (README "The okera_auth directive", "Validation", "Groups").
 func TestRemoteEndpointOptions(t *testing.T) {
 	t.Parallel()
 	k := newKeyFiles(t)
@@ -317,7 +320,7 @@ func concurrently(t testing.TB, g *gateway, n int, header http.Header) {
 
 // TestCachesHonourExp: a cached verification re-checks exp on every hit,
 // and a cached remote answer never outlives the token's exp, even when the
-// leeway would still admit the token (SPEC 2.6).
+// leeway would still admit the token (README "Validation").
 func TestCachesHonourExp(t *testing.T) {
 	t.Parallel()
 	k := newKeyFiles(t)

@@ -173,7 +173,7 @@ type smokeKind struct {
 	spoof bool
 }
 
-// smokeIdentity is "user;groups", groups normalised (SPEC 3) and sorted.
+// smokeIdentity is "user;groups", groups normalised (README "Groups") and sorted.
 func smokeIdentity(user string, groups ...string) string {
 	var out []string
 	for _, g := range groups {

@@ -23,7 +23,7 @@ const maxEndpointBody = 1 << 20
 
 // EndpointConfig configures an EndpointResolver. A zero Timeout or
 // CacheSize takes the default; a zero CacheTTL means no caching (start from
-// DefaultEndpointConfig for the SPEC's 5 minutes).
+// DefaultEndpointConfig for the README's 5 minutes).
 type EndpointConfig struct {
 	// BaseURL is the http(s) URL the escaped user is appended to as one
 	// more path segment.
@@ -46,7 +46,7 @@ type EndpointConfig struct {
 	CacheObserver func(hit bool)
 }
 
-// DefaultEndpointConfig is an EndpointConfig with the SPEC's defaults,
+// DefaultEndpointConfig is an EndpointConfig with the README's defaults,
 // CacheTTL included; the caller adds BaseURL and Token.
 func DefaultEndpointConfig() EndpointConfig {
 	return EndpointConfig{Timeout: DefaultTimeout, CacheTTL: DefaultCacheTTL, CacheSize: DefaultCacheSize}

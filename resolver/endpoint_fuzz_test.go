@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// FuzzEndpointGroups feeds the group endpoint's answer parser (SPEC 3:
+// FuzzEndpointGroups feeds the group endpoint's answer parser (README "Groups":
 // `["a","b"]` or `{"groups":["a","b"]}`, anything else an error) arbitrary
 // bodies: it never panics, and every answer it accepts is one of the two
 // shapes with strings only, read exactly as encoding/json reads the body.

@@ -115,8 +115,8 @@ func newEndpoint(t *testing.T, cfg resolver.EndpointConfig) *resolver.EndpointRe
 	return r
 }
 
-// TestEndpointResolve pins SPEC §3's endpoint rules: two answer shapes,
-// 404 is no answer, everything else unexpected is an error.
+// TestEndpointResolve pins the endpoint rules of README "Groups": two answer
+// shapes, 404 is no answer, everything else unexpected is an error.
 func TestEndpointResolve(t *testing.T) {
 	gs := newGroupsServer(t)
 	r := newEndpoint(t, resolver.EndpointConfig{BaseURL: gs.URL + "/groups", Timeout: 500 * time.Millisecond})

@@ -19,7 +19,7 @@ import (
 	"go.uber.org/zap"
 )
 
-// Defaults shared by the LDAP and endpoint resolvers (SPEC §1).
+// Defaults shared by the LDAP and endpoint resolvers (README "Groups").
 const (
 	// DefaultTimeout bounds each LDAP operation and each endpoint call.
 	DefaultTimeout = 5 * time.Second
@@ -69,7 +69,7 @@ const userPlaceholder = "{0}"
 // LDAPConfig configures an LDAPResolver. Zero values of Timeout, PoolSize,
 // CacheSize, SizeLimit, the filters and the attribute names take the
 // defaults above; a zero CacheTTL means no caching (start from
-// DefaultLDAPConfig for the SPEC's 5 minutes).
+// DefaultLDAPConfig for the README's 5 minutes).
 type LDAPConfig struct {
 	// URL is ldap://host[:389] or ldaps://host[:636].
 	URL string
@@ -118,7 +118,7 @@ type LDAPConfig struct {
 	CacheObserver func(hit bool)
 }
 
-// DefaultLDAPConfig is an LDAPConfig with every default of the SPEC filled
+// DefaultLDAPConfig is an LDAPConfig with every default the README gives filled
 // in, CacheTTL included; the caller adds the server and the account.
 func DefaultLDAPConfig() LDAPConfig {
 	return LDAPConfig{
@@ -226,7 +226,7 @@ func (c LDAPConfig) withDefaults() (LDAPConfig, error) {
 	if c.CacheTTL < 0 {
 		return c, fmt.Errorf("cache_ttl %s is negative", c.CacheTTL)
 	}
-	// No anonymous or unauthenticated bind (SPEC §3): a bind DN with an
+	// No anonymous or unauthenticated bind (README "Groups"): a bind DN with an
 	// empty password is an unauthenticated bind that many servers accept
 	// as anonymous, which would quietly turn group lookups into guesses.
 	if strings.TrimSpace(c.BindDN) == "" {

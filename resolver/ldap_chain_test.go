@@ -11,8 +11,8 @@ import (
 	"github.com/okeragate/caddy-okera-auth/resolver"
 )
 
-// TestChainClaimLDAPEndpoint runs the three real resolvers in a chain (SPEC
-// §3): the first non-empty answer wins and later resolvers are not asked;
+// TestChainClaimLDAPEndpoint runs the three real resolvers in a chain (README
+// "Groups"): the first non-empty answer wins and later resolvers are not asked;
 // answers are never merged; on an error, deny stops and continue moves on.
 func TestChainClaimLDAPEndpoint(t *testing.T) {
 	s := slapdtest.New(t, slapdtest.Options{})

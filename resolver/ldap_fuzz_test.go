@@ -12,14 +12,14 @@ import (
 // own; it holds no filter metacharacter, so it cannot change the shape.
 const filterMarker = "qqFuzzUserMarkerqq"
 
-// FuzzLDAPUserFilter pins down SPEC 3's "{0} = the RFC 4515-escaped user"
-// against arbitrary users and user_filter templates that NewLDAPResolver
-// accepts: the user's filter always compiles, and it has exactly the
-// template's structure (same filter types, same attributes, same number of
-// components) with the user only inside assertion values, verbatim. So a
-// user named "*)(uid=*", "*" or "x)(|(objectClass=*" cannot widen the
-// search or add a component. The group filter built from an arbitrary DN
-// obeys the same rule.
+// FuzzLDAPUserFilter pins down README "Groups": "{0} is the user, escaped per
+// RFC 4515" against arbitrary users and user_filter templates that
+// NewLDAPResolver accepts: the user's filter always compiles, and it has
+// exactly the template's structure (same filter types, same attributes, same
+// number of components) with the user only inside assertion values, verbatim.
+// So a user named "*)(uid=*", "*" or "x)(|(objectClass=*" cannot widen the
+// search or add a component. The group filter built from an arbitrary DN obeys
+// the same rule.
 //
 //	go test ./resolver -run '^$' -fuzz '^FuzzLDAPUserFilter$' -fuzztime 60s
 func FuzzLDAPUserFilter(f *testing.F) {

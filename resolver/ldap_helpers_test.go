@@ -62,7 +62,7 @@ func manyGroups() []string {
 }
 
 // waitGoroutines waits for the goroutine count to come back to at most
-// want, as a reload must leave it (SPEC §9).
+// want, as a reload must leave it (README "Lifecycle").
 func waitGoroutines(t *testing.T, want int) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)

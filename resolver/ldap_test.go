@@ -22,8 +22,8 @@ import (
 	"github.com/okeragate/caddy-okera-auth/resolver"
 )
 
-// TestLDAPResolve pins SPEC §3's LDAP rules against a real slapd: exactly
-// one user entry, groups by membership of its DN, unknown user is no
+// TestLDAPResolve pins the LDAP rules of README "Groups" against a real slapd:
+// exactly one user entry, groups by membership of its DN, unknown user is no
 // answer, and the user can never rewrite the filter.
 func TestLDAPResolve(t *testing.T) {
 	s := slapdtest.New(t, slapdtest.Options{})
@@ -232,8 +232,8 @@ func TestNewLDAPResolverNeverDials(t *testing.T) {
 	}
 }
 
-// TestLDAPTLS: ldaps:// and StartTLS verify the server against ca_file,
-// and a failed handshake is an error with nothing sent in clear (SPEC §3).
+// TestLDAPTLS: ldaps:// and StartTLS verify the server against ca_file, and a
+// failed handshake is an error with nothing sent in clear (README "Groups").
 func TestLDAPTLS(t *testing.T) {
 	s := slapdtest.New(t, slapdtest.Options{TLS: true})
 	wrongCA := slapdtest.UnrelatedCAFile(t)
@@ -444,7 +444,7 @@ func TestLDAPTimeout(t *testing.T) {
 }
 
 // TestLDAPCache: answers, "no answer" included, are kept for cache_ttl and
-// then asked again; errors are never kept (SPEC §3).
+// then asked again; errors are never kept (README "Groups").
 func TestLDAPCache(t *testing.T) {
 	s := slapdtest.New(t, slapdtest.Options{})
 	cfg := ldapConfig(s)
@@ -493,8 +493,8 @@ func TestLDAPCache(t *testing.T) {
 }
 
 // TestLDAPConcurrentFirstLookups: 500 requests of one user arriving at once
-// cost one search, with or without a cache (SPEC §3: concurrent lookups of
-// one user make one query).
+// cost one search, with or without a cache (README "Groups": concurrent lookups
+// of one user make one query).
 func TestLDAPConcurrentFirstLookups(t *testing.T) {
 	s := slapdtest.New(t, slapdtest.Options{})
 	tests := []struct {

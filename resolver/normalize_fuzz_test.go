@@ -9,12 +9,12 @@ import (
 	"unicode/utf8"
 )
 
-// FuzzNormalize pins down SPEC 3's group rules against arbitrary names:
-// every kept group is trimmed, lower-case, valid UTF-8, free of ',' and
-// control characters, and listed once, in first-seen order; every input
-// name is either kept (once normalised), reported as dropped (it held a
-// comma or a control character), or was blank. Names are separated by the
-// byte 0xFF, which is never part of valid UTF-8.
+// FuzzNormalize pins down the group rules of README "Groups" against arbitrary
+// names: every kept group is trimmed, lower-case, valid UTF-8, free of ',' and
+// control characters, and listed once, in first-seen order; every input name is
+// either kept (once normalised), reported as dropped (it held a comma or a
+// control character), or was blank. Names are separated by the byte 0xFF, which
+// is never part of valid UTF-8.
 //
 //	go test ./resolver -run '^$' -fuzz '^FuzzNormalize$' -fuzztime 60s
 func FuzzNormalize(f *testing.F) {

@@ -7,7 +7,7 @@ import (
 	"github.com/maypok86/otter/v2"
 )
 
-// DefaultCacheSize bounds each cache of a chain (SPEC 2.6).
+// DefaultCacheSize bounds each cache of a chain (README "Validation").
 const DefaultCacheSize = 100_000
 
 // Lifetimes of key-cache entries beyond the token's own exp. An entry only

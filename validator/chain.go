@@ -127,7 +127,7 @@ type ChainConfig struct {
 	Derive func(id *Identity) (derived any, keepClaims bool)
 }
 
-// Chain validates tokens (SPEC 2). It is safe for concurrent use.
+// Chain validates tokens (README "Validation"). It is safe for concurrent use.
 type Chain struct {
 	remote   *remote
 	keys     *KeyValidator
@@ -212,14 +212,14 @@ func (c *Chain) Close() {
 // Validate decides whether token (the bearer credential, without "Bearer ")
 // is valid. The error is always an *Error.
 //
-// Order, per SPEC 2: the caches; strict syntax (ParseCompact); the claim
-// policy's time, issuer and audience checks on the payload; the remote
+// Order, per README "Validation": the caches; strict syntax (ParseCompact); the
+// claim policy's time, issuer and audience checks on the payload; the remote
 // endpoint; the keys; then sub. The time, issuer and audience checks come
-// before any validator because they apply to every validator's answer: a
-// token failing them can never be accepted, so it costs no remote round trip
-// or RSA operation, and an expired token is a 401 even while the endpoint is
-// down. Its reason is then that check's (say "expired"), even if the
-// signature would not have verified either.
+// before any validator because they apply to every validator's answer: a token
+// failing them can never be accepted, so it costs no remote round trip or RSA
+// operation, and an expired token is a 401 even while the endpoint is down. Its
+// reason is then that check's (say "expired"), even if the signature would not
+// have verified either.
 //
 // The outcome: an Identity when a validator accepts the token and the claims
 // pass. Otherwise a claim failure of a verified token is final; a rejection

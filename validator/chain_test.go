@@ -161,7 +161,8 @@ func TestKeyCacheTTL(t *testing.T) {
 	}
 }
 
-// How answers combine when both validators are configured (SPEC 2.5).
+// How answers combine when both validators are configured (README "Status
+// codes").
 func TestOutcome(t *testing.T) {
 	a, _, evil := testKeys(t)
 	keysA := NewKeyValidator([]Key{staticKey(a, RS256, "a")})

@@ -15,9 +15,9 @@ import (
 	"github.com/okeragate/caddy-okera-auth/internal/strictjson"
 )
 
-// ClaimPolicy holds the claim checks of SPEC 2.4 that apply whoever validated
-// the token. For a remotely validated token they run on the token's own
-// payload, and can only refuse.
+// ClaimPolicy holds the claim checks of README "Validation" that apply whoever
+// validated the token. For a remotely validated token they run on the token's
+// own payload, and can only refuse.
 type ClaimPolicy struct {
 	// Leeway is the clock skew allowed on exp and nbf.
 	Leeway time.Duration
@@ -225,7 +225,7 @@ func dateOutOfRange(name string) *Error {
 	return reject(ReasonInvalidClaim, fmt.Errorf("%s is out of range (want seconds from 1970 to 9999)", name))
 }
 
-// Subject returns the sub claim if it satisfies SPEC 2.4: a non-empty,
+// Subject returns the sub claim if it satisfies README "Validation": a non-empty,
 // non-blank string of valid UTF-8 without control characters (the user
 // becomes a header value and a log field, where a control character could
 // forge either) and without leading or trailing whitespace (which the

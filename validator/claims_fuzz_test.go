@@ -15,7 +15,7 @@ import (
 	"github.com/okeragate/caddy-okera-auth/internal/strictjson"
 )
 
-// FuzzClaimPolicy runs ClaimPolicy.Check and Subject (SPEC 2.4) on
+// FuzzClaimPolicy runs ClaimPolicy.Check and Subject (README "Validation") on
 // arbitrary JSON payloads, decoded the way the chain decodes them: neither
 // panics, every refusal is an *Error with a known reason, and whatever
 // passes really satisfies the rules, judged with exact arithmetic: exp, nbf

@@ -5,8 +5,8 @@ package validator
 // on them.
 const (
 	// ReasonMalformed: the token is not a strict JWS compact serialization
-	// (SPEC 2.1), or its header asks for something we refuse (crit, b64,
-	// nested token, JWE).
+	// (README "Validation"), or its header asks for something we refuse (crit,
+	// b64, nested token, JWE).
 	ReasonMalformed = "malformed"
 	// ReasonExpired: now >= exp + leeway.
 	ReasonExpired = "expired"

@@ -29,11 +29,11 @@ func (a fuzzAnswer) RoundTrip(r *http.Request) (*http.Response, error) {
 	}, nil
 }
 
-// FuzzRemoteAnswer feeds the remote endpoint's answer handling (SPEC 2.2)
-// arbitrary status codes and bodies: it never panics, it validates only a
-// 2xx JSON object without duplicate member names whose sub passes the
-// Subject rules (so an answer naming two subs, or a sub carrying a header
-// injection, never names a user), the user is that sub, a 3xx or 5xx is
+// FuzzRemoteAnswer feeds the remote endpoint's answer handling (README
+// "Validation") arbitrary status codes and bodies: it never panics, it
+// validates only a 2xx JSON object without duplicate member names whose sub
+// passes the Subject rules (so an answer naming two subs, or a sub carrying a
+// header injection, never names a user), the user is that sub, a 3xx or 5xx is
 // unavailable and a 4xx a rejection, and no error quotes the token.
 //
 //	go test ./validator -run '^$' -fuzz '^FuzzRemoteAnswer$' -fuzztime 60s

@@ -172,7 +172,7 @@ func TestRemote(t *testing.T) {
 	}
 }
 
-// The request is exactly what SPEC 2.2 describes.
+// The request is exactly what README "Validation" describes.
 func TestRemoteRequest(t *testing.T) {
 	_, _, evil := testKeys(t)
 	token := sign(t, evil, RS256, nil, claims(nil))
@@ -353,7 +353,7 @@ func TestRemoteCache(t *testing.T) {
 	})
 }
 
-// Concurrent first requests with one token make one call (SPEC 2.6).
+// Concurrent first requests with one token make one call (README "Validation").
 func TestRemoteSingleflight(t *testing.T) {
 	_, _, evil := testKeys(t)
 	token := sign(t, evil, RS256, nil, claims(nil))

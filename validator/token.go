@@ -38,11 +38,11 @@ var b64url = func() (t [256]byte) {
 	return t
 }()
 
-// ParseCompact applies the strict syntax rules of SPEC 2.1 and decodes the
-// header and payload. It exists because jwx's parsers are lenient (they
-// accept the JSON serializations, and decode some non-canonical input); the
-// chain runs it before any validator sees the token, so the bytes the remote
-// endpoint or jwx verifies are the bytes decoded here. A token is:
+// ParseCompact applies the strict syntax rules of README "Validation" and
+// decodes the header and payload. It exists because jwx's parsers are lenient
+// (they accept the JSON serializations, and decode some non-canonical input);
+// the chain runs it before any validator sees the token, so the bytes the
+// remote endpoint or jwx verifies are the bytes decoded here. A token is:
 //
 //   - exactly three '.'-separated segments, none empty (an unsigned token has
 //     no place here);

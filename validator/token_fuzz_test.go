@@ -13,10 +13,10 @@ import (
 	"unicode/utf8"
 )
 
-// FuzzParseCompact pins down SPEC 2.1 against arbitrary input: ParseCompact
-// never panics, every refusal is a "malformed" *Error that does not quote
-// the token, and whatever it accepts is exactly three canonical base64url
-// segments whose header and payload are UTF-8 JSON objects without
+// FuzzParseCompact pins down README "Validation" against arbitrary input:
+// ParseCompact never panics, every refusal is a "malformed" *Error that does
+// not quote the token, and whatever it accepts is exactly three canonical
+// base64url segments whose header and payload are UTF-8 JSON objects without
 // duplicate member names, decoded to the same values an independent parser
 // finds. The converse is checked too, so the strictness cannot grow into
 // refusing well-formed tokens.
@@ -128,8 +128,8 @@ func checkHeaderRules(t *testing.T, tok *Token) {
 	}
 }
 
-// checkConverse fails when a refused token is one SPEC 2.1 allows: three
-// canonical segments, objects the reference parser reads without
+// checkConverse fails when a refused token is one README "Validation" allows:
+// three canonical segments, objects the reference parser reads without
 // duplicates at a modest depth, and an acceptable header.
 func checkConverse(t *testing.T, token string) {
 	t.Helper()
